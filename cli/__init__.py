@@ -1,0 +1,1 @@
+"""The ``attest`` command line: parses options, calls ``attest``/``registry``, prints results."""

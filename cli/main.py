@@ -1,0 +1,65 @@
+"""Entry point of the ``attest`` command.
+
+Sub-commands are imported lazily so that ``attest digest`` does not pay for importing torch or
+FastAPI. Every ``AttestError`` becomes a one-line message and its exit code here, in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from attest.errors import AttestError
+
+# name -> "module:attribute". One line per command; modules are imported only when used.
+COMMANDS: dict[str, str] = {
+    "digest": "cli.digest:digest",
+    "keygen": "cli.keys:keygen",
+    "sign": "cli.sign:sign",
+    "verify": "cli.verify:verify",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a sub-command's module only when it is invoked or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="model-attest")
+def cli() -> None:
+    """Sign, publish and verify attestations for open-weight AI models."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI, turning ``AttestError`` into a one-line message and its exit code."""
+    try:
+        return cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except AttestError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
