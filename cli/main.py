@@ -14,12 +14,13 @@ import click
 
 from attest.errors import AttestError
 
-# name -> "module:attribute". One line per command; modules are imported only when used.
-COMMANDS: dict[str, str] = {
-    "digest": "cli.digest:digest",
-    "keygen": "cli.keys:keygen",
-    "sign": "cli.sign:sign",
-    "verify": "cli.verify:verify",
+# name -> ("module:attribute", one-line help). One line per command; a module is imported only when
+# its command runs, so `attest --help` stays instant and never imports torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "digest": ("cli.digest:digest", "Print the model digest (or the manifest) of a model folder."),
+    "keygen": ("cli.keys:keygen", "Generate a signing key pair."),
+    "sign": ("cli.sign:sign", "Sign an attestation about a model into a Sigstore bundle."),
+    "verify": ("cli.verify:verify", "Verify a model and its attestations against a policy."),
 }
 
 
@@ -30,12 +31,17 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = entry[0].split(":")
         command: click.Command = getattr(importlib.import_module(module_name), attr)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
