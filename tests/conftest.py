@@ -1,0 +1,16 @@
+"""Session-wide test configuration.
+
+Area-specific fixtures live in ``tests/<area>_fixtures.py`` modules listed here, so that parallel
+work on different areas never edits the same lines.
+"""
+
+from __future__ import annotations
+
+import os
+
+# torch's default two intra-op threads thrash on a shared 2-core machine (see shared notes/scanning.md).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+pytest_plugins: list[str] = [
+    "tests.core_fixtures",
+]

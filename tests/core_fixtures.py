@@ -1,0 +1,1 @@
+"""Fixtures for the foundation: tiny model folders, key pairs, the CLI runner."""
