@@ -17,6 +17,7 @@ from attest.errors import AttestError
 # name -> ("module:attribute", one-line help). One line per command; a module is imported only when
 # its command runs, so `attest --help` stays instant and never imports torch.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "constitution": ("cli.constitution:constitution", "Hash a constitution canonically, prove sections, bind."),
     "digest": ("cli.digest:digest", "Print the model digest (or the manifest) of a model folder."),
     "keygen": ("cli.keys:keygen", "Generate a signing key pair."),
     "sign": ("cli.sign:sign", "Sign an attestation about a model into a Sigstore bundle."),

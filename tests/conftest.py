@@ -13,4 +13,5 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 pytest_plugins: list[str] = [
     "tests.core_fixtures",
+    "tests.constitution_fixtures",
 ]
