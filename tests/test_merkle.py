@@ -170,3 +170,26 @@ def test_proof_generation_rejects_bad_index() -> None:
         merkle.inclusion_proof(3, HASHES[:3])
     with pytest.raises(ValueError):
         merkle.inclusion_proof(0, [])
+
+
+def test_complete_subtree_decomposition_gives_every_root_and_proof() -> None:
+    """What the registry does: answer proofs from stored complete-subtree hashes only."""
+    nodes: dict[tuple[int, int], bytes] = {}
+    for level in range(7):
+        width = 1 << level
+        for idx in range(MAX // width):
+            nodes[(level, idx)] = merkle.root_from_leaf_hashes(HASHES[idx * width : (idx + 1) * width])
+
+    def subtree(start: int, count: int) -> bytes:
+        return merkle.combine_subtrees([nodes[k] for k in merkle.complete_subtrees(start, count)])
+
+    for size in range(1, MAX + 1):
+        assert subtree(0, size) == ROOTS[size]
+        for index in range(size):
+            assert merkle.inclusion_path(index, size, subtree) == merkle.inclusion_proof(index, HASHES[:size])
+        for size1 in range(size + 1):
+            assert merkle.consistency_path(size1, size, subtree) == merkle.consistency_proof(
+                size1, HASHES[:size]
+            )
+    with pytest.raises(ValueError):
+        merkle.complete_subtrees(1, 2)  # not a range the split produces

@@ -11,7 +11,7 @@ hashes (the registry keeps them in order); verification needs only the proof and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from attest.errors import VerificationError
 
@@ -51,22 +51,36 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+# (start, count) -> MTH of leaves [start, start + count). Proof generation only ever asks for ranges the
+# RFC's recursive split produces, so a log can answer from stored complete-subtree hashes.
+SubtreeHash = Callable[[int, int], bytes]
+
+
+def _list_subtree(leaf_hashes: Sequence[bytes]) -> SubtreeHash:
+    return lambda start, count: root_from_leaf_hashes(leaf_hashes[start : start + count])
+
+
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """Audit path for leaf ``index`` in the tree over ``leaf_hashes`` (RFC 6962 2.1.1), leaf-first."""
-    size = len(leaf_hashes)
+    return inclusion_path(index, len(leaf_hashes), _list_subtree(leaf_hashes))
+
+
+def inclusion_path(index: int, size: int, subtree: SubtreeHash) -> list[bytes]:
+    """Audit path for leaf ``index`` in a tree of ``size`` leaves, from a subtree-hash oracle."""
     if not 0 <= index < size:
         raise ValueError(f"leaf index {index} out of range for tree size {size}")
-    return _path(index, leaf_hashes)
-
-
-def _path(m: int, leaves: Sequence[bytes]) -> list[bytes]:
-    n = len(leaves)
-    if n <= 1:
-        return []
-    k = _split(n)
-    if m < k:
-        return [*_path(m, leaves[:k]), root_from_leaf_hashes(leaves[k:])]
-    return [*_path(m - k, leaves[k:]), root_from_leaf_hashes(leaves[:k])]
+    path: list[bytes] = []
+    start, n, m = 0, size, index
+    while n > 1:  # PATH(m, D[start:start+n]), unrolled from the top; siblings collected top-down
+        k = _split(n)
+        if m < k:
+            path.append(subtree(start + k, n - k))
+            n = k
+        else:
+            path.append(subtree(start, k))
+            start, n, m = start + k, n - k, m - k
+    path.reverse()
+    return path
 
 
 def consistency_proof(size1: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
@@ -75,22 +89,56 @@ def consistency_proof(size1: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     Edge cases (ours, the RFC leaves them open): size1 == size2 and size1 == 0 give an empty proof;
     size1 > size2 or a negative size is a caller error.
     """
-    size2 = len(leaf_hashes)
+    return consistency_path(size1, len(leaf_hashes), _list_subtree(leaf_hashes))
+
+
+def consistency_path(size1: int, size2: int, subtree: SubtreeHash) -> list[bytes]:
+    """Consistency proof between sizes ``size1`` <= ``size2`` from a subtree-hash oracle."""
     if not 0 <= size1 <= size2:
         raise ValueError(f"cannot prove consistency from size {size1} to size {size2}")
     if size1 in (0, size2):
         return []
-    return _subproof(size1, leaf_hashes, True)
+    proof: list[bytes] = []
+    start, n, m, complete = 0, size2, size1, True
+    while m != n:  # SUBPROOF(m, D[start:start+n], complete), unrolled
+        k = _split(n)
+        if m <= k:
+            proof.append(subtree(start + k, n - k))
+            n = k
+        else:
+            proof.append(subtree(start, k))
+            start, n, m, complete = start + k, n - k, m - k, False
+    if not complete:
+        proof.append(subtree(start, n))
+    proof.reverse()
+    return proof
 
 
-def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if complete else [root_from_leaf_hashes(leaves)]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(m, leaves[:k], complete), root_from_leaf_hashes(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], False), root_from_leaf_hashes(leaves[:k])]
+def complete_subtrees(start: int, count: int) -> list[tuple[int, int]]:
+    """The complete subtrees (level, index at that level) whose hashes give MTH(D[start:start+count]).
+
+    Valid for every range the RFC split produces (``start`` aligned to the largest power of two that
+    fits ``count``); left to right. A log storing complete-subtree hashes needs only these rows.
+    """
+    out: list[tuple[int, int]] = []
+    while count > 0:
+        k = count if count & (count - 1) == 0 else _split(count)
+        level = k.bit_length() - 1
+        if start % k:
+            raise ValueError(f"range [{start}, {start + count}) is not produced by the RFC split")
+        out.append((level, start >> level))
+        start, count = start + k, count - k
+    return out
+
+
+def combine_subtrees(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a range from its complete subtrees (left to right): the right edge folds first."""
+    if not hashes:
+        return EMPTY_ROOT
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        acc = node_hash(h, acc)
+    return acc
 
 
 def _check_hash(value: bytes, what: str) -> None:
