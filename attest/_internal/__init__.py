@@ -1,0 +1,1 @@
+"""Plumbing a user of the library never touches directly."""

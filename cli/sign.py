@@ -1,0 +1,83 @@
+"""``attest sign``: sign the model manifest, or another predicate about the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from attest._internal.atomic import write_atomic
+from attest._internal.walk import DEFAULT_IGNORES
+from attest.errors import UsageError
+from attest.manifest import compute_manifest
+from attest.predicates import MODEL_MANIFEST_V1, get
+from attest.signing import sign_attestation
+from cli._output import print_json
+from cli._signer import make_signer, signer_options
+
+
+def _load_predicate(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read predicate: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: predicate is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: predicate must be a JSON object")
+    return data
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@signer_options
+@click.option("--name", help="Subject name, e.g. org/model (default: the folder name).")
+@click.option("--version", "model_version", help="Model version recorded in the manifest.")
+@click.option("--source-uri", help="Where the model is published (recorded in the manifest).")
+@click.option("--predicate-type", default=MODEL_MANIFEST_V1, show_default=True, help="Predicate type URI.")
+@click.option("--predicate", "predicate_path", type=click.Path(path_type=Path), help="Predicate JSON file.")
+@click.option("--ignore", "ignores", multiple=True, metavar="PATTERN", help="Extra ignore pattern.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Bundle file (default: PATH.<kind>.sigstore.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def sign(
+    path: Path,
+    key_path: Path | None,
+    name: str | None,
+    model_version: str | None,
+    source_uri: str | None,
+    predicate_type: str,
+    predicate_path: Path | None,
+    ignores: tuple[str, ...],
+    output: Path | None,
+    as_json: bool,
+    **keyless: Any,
+) -> None:
+    """Sign an in-toto attestation about the model at PATH into a Sigstore bundle."""
+    ptype = get(predicate_type)  # unknown types are refused before any work
+    if predicate_type != MODEL_MANIFEST_V1 and predicate_path is None:
+        raise UsageError(f"--predicate FILE is required for --predicate-type {predicate_type}")
+    predicate = _load_predicate(predicate_path) if predicate_path else None
+    signer = make_signer(key_path, **keyless)
+    manifest = compute_manifest(path, ignores=DEFAULT_IGNORES + ignores, progress=True)
+    subject = name or Path(path).resolve().name
+    bundle = sign_attestation(signer, manifest, subject, predicate_type, predicate, model_version, source_uri)
+    kind = ptype.schema.rsplit("-v", 1)[0]
+    out = output or Path(f"{Path(path).resolve()}.{kind}.sigstore.json")
+    write_atomic(out, json.dumps(bundle, indent=2).encode() + b"\n")
+    summary = {
+        "bundle": str(out),
+        "subject": subject,
+        "modelDigest": manifest.digest,
+        "predicateType": predicate_type,
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"signed {predicate_type} for {subject} ({manifest.digest})\nwrote {out}")
