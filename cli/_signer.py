@@ -19,6 +19,16 @@ def signer_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--key", "key_path", type=click.Path(path_type=Path), help="Private key (PEM) for key-mode signing."
     )(f)
+    f = click.option(
+        "--identity-token",
+        envvar="SIGSTORE_ID_TOKEN",
+        help="OIDC token for keyless signing (default: $SIGSTORE_ID_TOKEN, ambient CI identity, browser).",
+    )(f)
+    f = click.option(
+        "--trust-config",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        help="Sigstore ClientTrustConfig JSON of a private deployment (default: public-good).",
+    )(f)
     return f
 
 

@@ -15,9 +15,24 @@ from attest.verifying import Trust
 from cli._output import console, print_json
 
 
-def trust_from_options(keys: tuple[Path, ...], **keyless: Any) -> Trust:
-    """Command-line trust: public keys now; Sigstore identities are added by keyless options."""
-    trust = Trust()
+def trust_from_options(
+    keys: tuple[Path, ...],
+    identity: tuple[str, ...] = (),
+    identity_regex: tuple[str, ...] = (),
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    offline: bool = False,
+) -> Trust:
+    """Command-line trust: public keys, Sigstore identities (+ issuer), and the Sigstore trust root."""
+    from attest._sigstore import identity_rules
+
+    trust = Trust(identities=identity_rules(identity, identity_regex, issuer), trust_config=trust_config)
+    trust.offline = offline
+    if offline and trust_config is None:
+        click.echo(
+            "note: --offline uses the Sigstore trust root embedded in sigstore-python; it may be stale",
+            err=True,
+        )
     for k in keys:
         trust.add_key(load_public_key(k))
     return trust
@@ -57,6 +72,15 @@ def print_decision(decision: Decision) -> None:
     type=click.Path(path_type=Path),
     help="Policy YAML (default: a manifest from a trusted signer).",
 )
+@click.option("--identity", multiple=True, help="Trusted Sigstore identity (certificate SAN, repeatable).")
+@click.option("--identity-regex", multiple=True, help="Trusted Sigstore identity as a full-match regex.")
+@click.option("--issuer", help="OIDC issuer URL the Sigstore identities must come from.")
+@click.option(
+    "--trust-config",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Sigstore ClientTrustConfig or TrustedRoot JSON (default: public-good).",
+)
+@click.option("--offline", is_flag=True, help="Use the embedded public-good trust root (no TUF refresh).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def verify(
     path: Path,

@@ -13,5 +13,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 pytest_plugins: list[str] = [
     "tests.core_fixtures",
+    "tests.sigstore_fixtures",
     "tests.constitution_fixtures",
 ]
