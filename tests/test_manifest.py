@@ -1,0 +1,157 @@
+"""Model identity: the manifest, the model digest, its test vectors and the refusals."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from attest.errors import ModelPathError
+from attest.manifest import compute_manifest, diff_manifests
+from schemas import SCHEMA_DIR
+
+VECTORS = json.loads((SCHEMA_DIR / "vectors" / "model-digest.json").read_text(encoding="utf-8"))
+
+
+def materialise(root: Path, files: list[dict[str, str]]) -> None:
+    for f in files:
+        p = root / f["path"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(base64.b64decode(f["contentBase64"]))
+
+
+def independent_digest(root: Path) -> str:
+    """A second implementation from the spec text alone (no project code), to cross-check."""
+    entries = []
+    for p in root.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            entries.append({"path": p.relative_to(root).as_posix(), "size": len(data), "digest": hashlib.sha256(data).hexdigest()})
+    entries.sort(key=lambda e: e["path"].encode("utf-8"))
+    # RFC 8785 for these documents (ASCII keys, integers, plain strings) equals sorted-key compact JSON.
+    canonical = json.dumps({"files": entries, "hashAlgorithm": "sha256"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
+def test_vectors_recompute(tmp_path: Path, case: dict) -> None:
+    materialise(tmp_path, case["files"])
+    manifest = compute_manifest(tmp_path)
+    assert manifest.digest == case["expectedDigest"]
+    assert [f.to_json() for f in manifest.files] == case["expectedDigestDocument"]["files"]
+    assert independent_digest(tmp_path) == case["expectedDigest"]
+
+
+def test_byte_order_not_locale_order() -> None:
+    case = next(c for c in VECTORS["cases"] if c["name"].startswith("byte order"))
+    paths = [f["path"] for f in case["expectedDigestDocument"]["files"]]
+    assert paths == ["B", "_x", "a-b", "a.txt", "a/b"]
+
+
+def test_names_are_bound(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, name in ((a, "one.bin"), (b, "two.bin")):
+        root.mkdir()
+        (root / name).write_bytes(b"same bytes")
+    assert compute_manifest(a).digest != compute_manifest(b).digest
+
+
+def test_moving_bytes_between_files_changes_digest(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "x").write_bytes(b"ab"), (a / "y").write_bytes(b"c")
+    (b / "x").write_bytes(b"a"), (b / "y").write_bytes(b"bc")
+    assert compute_manifest(a).digest != compute_manifest(b).digest
+
+
+def test_default_ignores(tmp_path: Path) -> None:
+    (tmp_path / "w.bin").write_bytes(b"w")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+    (tmp_path / ".cache" / "huggingface").mkdir(parents=True)
+    (tmp_path / ".cache" / "huggingface" / "x.lock").write_text("")
+    (tmp_path / "m.model-manifest.sigstore.json").write_text("{}")
+    assert [f.path for f in compute_manifest(tmp_path).files] == ["w.bin"]
+
+
+def test_large_file_streams_and_matches_hashlib(tmp_path: Path) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 7)  # spans several read chunks, odd tail
+    (tmp_path / "big").write_bytes(data)
+    (tmp_path / "small").write_bytes(b"s")
+    m = compute_manifest(tmp_path, workers=2)
+    assert m.by_path()["big"].digest == hashlib.sha256(data).hexdigest()
+    assert m.by_path()["big"].size == len(data)
+
+
+def test_symlink_outside_root_refused(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (tmp_path / "secret").write_text("outside")
+    (root / "link").symlink_to(tmp_path / "secret")
+    with pytest.raises(ModelPathError, match="link: symlink resolves outside"):
+        compute_manifest(root)
+
+
+def test_symlink_inside_root_allowed(tmp_path: Path) -> None:
+    (tmp_path / "real.bin").write_bytes(b"r")
+    (tmp_path / "alias.bin").symlink_to("real.bin")
+    m = compute_manifest(tmp_path)
+    assert m.by_path()["alias.bin"].digest == m.by_path()["real.bin"].digest
+
+
+def test_fifo_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ModelPathError, match="pipe: not a regular file"):
+        compute_manifest(tmp_path)
+
+
+def test_non_utf8_name_refused(tmp_path: Path) -> None:
+    (tmp_path / "ok").write_bytes(b"")
+    with open(os.path.join(os.fsencode(tmp_path), b"bad\xffname"), "wb"):
+        pass
+    with pytest.raises(ModelPathError, match="not valid UTF-8"):
+        compute_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("a,b", [("Model.bin", "model.bin"), ("caf\u00e9", "cafe\u0301")])
+def test_colliding_names_refused(tmp_path: Path, a: str, b: str) -> None:
+    (tmp_path / a).write_bytes(b"1")
+    (tmp_path / b).write_bytes(b"2")
+    with pytest.raises(ModelPathError, match="collides"):
+        compute_manifest(tmp_path)
+
+
+def test_hugging_face_cache_snapshot(tmp_path: Path) -> None:
+    repo = tmp_path / "models--org--tiny"
+    snap = repo / "snapshots" / "abc123"
+    (repo / "blobs").mkdir(parents=True)
+    snap.mkdir(parents=True)
+    blob = repo / "blobs" / hashlib.sha256(b"weights").hexdigest()
+    blob.write_bytes(b"weights")
+    (snap / "model.safetensors").symlink_to(os.path.relpath(blob, snap))
+    m = compute_manifest(snap)
+    assert m.files[0].path == "model.safetensors"
+    # per-file sha256 equals the blob name, i.e. the hub's LFS oid
+    assert m.files[0].digest == blob.name
+    # a link from the snapshot into *another* repository's blobs is refused
+    other = tmp_path / "models--evil--x" / "blobs"
+    other.mkdir(parents=True)
+    (other / "b").write_bytes(b"evil")
+    (snap / "evil.bin").symlink_to(os.path.relpath(other / "b", snap))
+    with pytest.raises(ModelPathError, match="evil.bin: symlink resolves outside"):
+        compute_manifest(snap)
+
+
+def test_diff_names_changed_missing_extra(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"a")
+    (tmp_path / "b").write_bytes(b"b")
+    before = compute_manifest(tmp_path)
+    (tmp_path / "a").write_bytes(b"A")
+    (tmp_path / "b").unlink()
+    (tmp_path / "c").write_bytes(b"c")
+    diff = diff_manifests(before, compute_manifest(tmp_path))
+    assert (diff.changed, diff.missing, diff.extra) == (("a",), ("b",), ("c",))
