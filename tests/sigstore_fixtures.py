@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from attest._sigstore import SigstoreSigner
+from attest.manifest import compute_manifest
+from attest.predicates import MODEL_MANIFEST_V1
+from attest.signing import sign_attestation
+from attest.verifying import IdentityRule, Trust
 from tests import jsverify
+from tests.core_fixtures import make_model
 from tests.sigstore_domain import VARIANTS, SigstoreDomain
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -65,5 +73,56 @@ def js_verifier() -> None:
 def shared_fixtures() -> Path:
     """``../shared/fixtures``: real signed material from other projects (read-only)."""
     if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES} (CI lays shared/ beside the clone)", pytrace=False)
+        pytest.fail(
+            f"shared fixtures not found at {FIXTURES} (CI lays shared/ beside the clone)", pytrace=False
+        )
     return FIXTURES
+
+
+def keyless_trust(
+    trust_file: Path, identity: str = SIGNER_IDENTITY, issuer: str = "https://oidc.local.test", **kw: Any
+) -> Trust:
+    """Verification trust for one Sigstore identity under the trust root in ``trust_file``."""
+    return Trust(identities=[IdentityRule(issuer, identity=identity)], trust_config=trust_file, **kw)
+
+
+def sign_keyless(
+    rd: RunningDomain,
+    variant: str,
+    model: Path,
+    *,
+    name: str = "org/tiny",
+    subject: str = SIGNER_IDENTITY,
+    predicate_type: str = MODEL_MANIFEST_V1,
+    predicate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Sign one attestation about ``model`` through the project's API against the local domain."""
+    signer = SigstoreSigner(rd.token(subject), rd.trust_configs[variant], interactive=False)
+    return sign_attestation(signer, compute_manifest(model), name, predicate_type, predicate)
+
+
+@dataclass(frozen=True)
+class SignedSet:
+    """One model signed keylessly in every variant (each log already holds earlier entries)."""
+
+    model: Path
+    digest: str
+    bundles: dict[str, Path]
+
+    def doc(self, variant: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.bundles[variant].read_text())
+        return loaded
+
+
+@pytest.fixture(scope="session")
+def keyless_signed(sigstore_domain: RunningDomain, tmp_path_factory: pytest.TempPathFactory) -> SignedSet:
+    """Bundles for the tiny model from each variant; signed twice so inclusion proofs are not empty."""
+    root = tmp_path_factory.mktemp("keyless-signed")
+    model = make_model(root / "tiny-model")
+    bundles = {}
+    for variant in VARIANTS:
+        sign_keyless(sigstore_domain, variant, model)  # earlier entry: the proof then has hashes
+        path = root / f"tiny.{variant}.sigstore.json"
+        path.write_text(json.dumps(sign_keyless(sigstore_domain, variant, model), indent=2))
+        bundles[variant] = path
+    return SignedSet(model, compute_manifest(model).digest, bundles)
