@@ -1,0 +1,209 @@
+"""The transparency log: leaf records, the sequencer's append, stored subtree hashes, proofs, checkpoints.
+
+Only complete subtrees are stored (``tree_node``); any root or proof for any tree size is assembled
+from O(log n) of them (``attest._internal.merkle.complete_subtrees``), fetched in one query. Complete
+subtrees never change once written, so a process-wide cache of them is always valid.
+
+``append`` must run inside ``Database.sequencer_session`` (the global write lock): it reads the tree
+size, writes the entry's leaf, the new complete subtrees and the signed checkpoint of the new size in
+the same transaction as the entry row. Either all of it is committed or none of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, tuple_
+from sqlmodel import Session, and_, col, select
+
+from attest._internal import merkle
+from attest.checkpoint import Checkpoint as CheckpointBody
+from attest.checkpoint import NoteSigner, NoteVerifier, sign_checkpoint
+from attest.errors import AttestError
+from registry.models import Checkpoint, LogKey, TreeNode
+
+NodeKey = tuple[int, int]
+
+
+class LogConsistencyError(AttestError):
+    """The stored log contradicts itself (a corrupted database); the server refuses to go on."""
+
+    http_status = 500
+
+
+class NotFoundError(AttestError):
+    """A log index, tree size or object that does not exist."""
+
+    http_status = 404
+
+
+def load_or_create_log_key(path: Path, origin: str) -> NoteSigner:
+    """The log's Ed25519 key, created on first start (mode 0600) and reused ever after."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise LogConsistencyError(f"log key {path} is not an Ed25519 private key")
+        return NoteSigner(origin, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(pem)
+    tmp.replace(path)
+    return NoteSigner(origin, key)
+
+
+class TransparencyLog:
+    """One registry's log: signing key, origin and the immutable-node cache."""
+
+    def __init__(self, signer: NoteSigner, cache_limit: int = 2_000_000) -> None:
+        self.signer = signer
+        self.origin = signer.name
+        self.verifier: NoteVerifier = signer.verifier
+        self._cache: dict[NodeKey, bytes] = {}
+        self._cache_limit = cache_limit
+        self._lock = threading.Lock()
+
+    # -- nodes -------------------------------------------------------------------------------------
+    def _fetch(
+        self, session: Session, keys: Iterable[NodeKey], overlay: dict[NodeKey, bytes]
+    ) -> dict[NodeKey, bytes]:
+        found: dict[NodeKey, bytes] = {}
+        missing = []
+        for k in set(keys):
+            if k in overlay:
+                found[k] = overlay[k]
+            elif k in self._cache:
+                found[k] = self._cache[k]
+            else:
+                missing.append(k)
+        for i in range(0, len(missing), 400):
+            chunk = missing[i : i + 400]
+            rows = session.exec(
+                select(TreeNode.level, TreeNode.idx, TreeNode.hash).where(
+                    tuple_(col(TreeNode.level), col(TreeNode.idx)).in_(chunk)
+                    if len(chunk) > 1
+                    else and_(col(TreeNode.level) == chunk[0][0], col(TreeNode.idx) == chunk[0][1])
+                )
+            ).all()
+            for level, idx, h in rows:
+                found[(level, idx)] = bytes(h)
+        with self._lock:
+            if len(self._cache) > self._cache_limit:
+                self._cache.clear()
+            for k in missing:
+                if k in found:
+                    self._cache[k] = found[k]
+        absent = [k for k in keys if k not in found]
+        if absent:
+            raise LogConsistencyError(f"tree nodes missing from the store: {sorted(absent)[:5]}")
+        return found
+
+    def _oracle(
+        self, session: Session, ranges: list[tuple[int, int]], overlay: dict[NodeKey, bytes] | None = None
+    ) -> merkle.SubtreeHash:
+        """Fetch every node the given ranges need in one query and return a subtree-hash function."""
+        keys = [k for start, count in ranges for k in merkle.complete_subtrees(start, count)]
+        nodes = self._fetch(session, keys, overlay or {})
+
+        def subtree(start: int, count: int) -> bytes:
+            return merkle.combine_subtrees([nodes[k] for k in merkle.complete_subtrees(start, count)])
+
+        return subtree
+
+    @staticmethod
+    def _recorder(ranges: list[tuple[int, int]]) -> merkle.SubtreeHash:
+        def record(start: int, count: int) -> bytes:
+            ranges.append((start, count))
+            return merkle.EMPTY_ROOT
+
+        return record
+
+    # -- reads ---------------------------------------------------------------------------------------
+    def size(self, session: Session) -> int:
+        return int(session.exec(select(func.max(Checkpoint.size))).one() or 0)
+
+    def root(self, session: Session, size: int, overlay: dict[NodeKey, bytes] | None = None) -> bytes:
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self._oracle(session, [(0, size)], overlay)(0, size)
+
+    def inclusion_proof(self, session: Session, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            raise NotFoundError(f"log index {index} is not in a tree of size {size}")
+        ranges: list[tuple[int, int]] = []
+        merkle.inclusion_path(index, size, self._recorder(ranges))  # which ranges, without hashes
+        return merkle.inclusion_path(index, size, self._oracle(session, ranges))
+
+    def leaf_hash(self, session: Session, index: int) -> bytes:
+        return self._fetch(session, [(0, index)], {})[(0, index)]
+
+    def consistency_proof(self, session: Session, size1: int, size2: int) -> list[bytes]:
+        if not 0 <= size1 <= size2:
+            raise NotFoundError(f"no consistency proof from tree size {size1} to {size2}")
+        ranges: list[tuple[int, int]] = []
+        merkle.consistency_path(size1, size2, self._recorder(ranges))
+        return merkle.consistency_path(size1, size2, self._oracle(session, ranges))
+
+    def checkpoint(self, session: Session, size: int | None = None) -> Checkpoint:
+        """The signed checkpoint of ``size`` (default: the latest)."""
+        query = select(Checkpoint)
+        query = (
+            query.where(Checkpoint.size == size)
+            if size is not None
+            else query.order_by(col(Checkpoint.size).desc())
+        )
+        row = session.exec(query.limit(1)).first()
+        if row is None:
+            raise NotFoundError(f"no checkpoint for tree size {size}")
+        return row
+
+    # -- writes (inside the sequencer transaction) -------------------------------------------------
+    def initialise(self, session: Session) -> None:
+        """First start: record the log key and sign the empty tree; later starts: check the key."""
+        vkey = self.verifier.vkey()
+        stored = session.get(LogKey, self.origin)
+        if stored is None:
+            others = session.exec(select(LogKey)).first()
+            if others is not None:
+                raise LogConsistencyError(
+                    f"this database belongs to log {others.origin!r}, not {self.origin!r} (check --origin)"
+                )
+            session.add(LogKey(origin=self.origin, vkey=vkey, created_at=datetime.now(UTC)))
+        elif stored.vkey != vkey:
+            raise LogConsistencyError(
+                "the log key in the data directory is not the key this database's checkpoints were signed with"
+            )
+        if session.get(Checkpoint, 0) is None:
+            self._sign(session, 0, merkle.EMPTY_ROOT)
+
+    def append(self, session: Session, leaf_hash: bytes) -> tuple[int, Checkpoint]:
+        """Append one leaf; return its index and the checkpoint of the new tree (same transaction)."""
+        index = self.size(session)
+        overlay: dict[NodeKey, bytes] = {(0, index): leaf_hash}
+        new_nodes = [TreeNode(level=0, idx=index, hash=leaf_hash)]
+        level, idx, current = 0, index, leaf_hash
+        while idx & 1:  # this leaf completes subtrees: store each new complete parent
+            left = self._fetch(session, [(level, idx - 1)], overlay)[(level, idx - 1)]
+            current = merkle.node_hash(left, current)
+            level, idx = level + 1, idx >> 1
+            overlay[(level, idx)] = current
+            new_nodes.append(TreeNode(level=level, idx=idx, hash=current))
+        session.add_all(new_nodes)
+        size = index + 1
+        root = self.root(session, size, overlay)
+        return index, self._sign(session, size, root)
+
+    def _sign(self, session: Session, size: int, root: bytes) -> Checkpoint:
+        note = sign_checkpoint(CheckpointBody(self.origin, size, root), [self.signer])
+        row = Checkpoint(size=size, root_hash=root, note=note, created_at=datetime.now(UTC))
+        session.add(row)
+        return row

@@ -1,0 +1,83 @@
+"""The running registry: settings, database, log, trust and caches, built once per app.
+
+``create_app`` makes one ``Registry`` and hangs it on ``app.state``; routers reach it through the
+``get_registry`` dependency, so tests can run several registries (SQLite, PostgreSQL) side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from attest.policy import Policy
+from attest.verifying import Trust
+from registry.db import Database
+from registry.log import TransparencyLog, load_or_create_log_key
+from registry.settings import Settings
+from registry.trust import load_trust
+
+log = logging.getLogger("registry")
+
+
+class Metrics:
+    """Prometheus metrics in a per-app collector registry (several apps may live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "registry_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "registry_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=self.registry,
+        )
+        self.published = Counter("registry_published_total", "Accepted attestations", registry=self.registry)
+        self.refused = Counter(
+            "registry_refused_total", "Refused publish requests", ["status"], registry=self.registry
+        )
+        self.admission = Counter(
+            "registry_admission_total", "Admission decisions", ["allowed", "cached"], registry=self.registry
+        )
+        self.log_size = Gauge("registry_log_size", "Entries in the transparency log", registry=self.registry)
+
+
+class Registry:
+    """Everything one registry instance needs at request time."""
+
+    def __init__(self, settings: Settings) -> None:
+        from registry.admission import AdmissionCache
+
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings)
+        if settings.migrate:
+            from registry.migrate import upgrade
+
+            upgrade(self.db.write)
+        self.log = TransparencyLog(load_or_create_log_key(settings.resolved_log_key_path, settings.origin))
+        with self.db.sequencer_session() as session:
+            self.log.initialise(session)
+        self.trust: Trust = load_trust(settings.trust_file)
+        self.policy: Policy | None = Policy.load(settings.policy_file) if settings.policy_file else None
+        self.admission_cache = AdmissionCache(settings.admission_cache_size)
+        self.metrics = Metrics()
+        log.info("registry started", extra={"fields": self.describe()})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "origin": self.log.origin,
+            "logKey": self.log.verifier.vkey(),
+            "database": "sqlite" if self.db.is_sqlite else "postgresql",
+            "dataDir": str(Path(self.settings.data_dir).resolve()),
+            "trustedKeys": len(self.trust.keys),
+            "trustedIdentities": len(self.trust.identities),
+        }
+
+    def close(self) -> None:
+        self.db.dispose()
