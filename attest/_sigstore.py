@@ -260,9 +260,13 @@ def verify_keyless_bundle(document: dict[str, Any], trust: Trust) -> tuple[bytes
     return payload, matched
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """One bounded line: some sigstore messages embed whole proofs and checkpoints."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = text[0] if text else ""
+    if len(line) > limit:
+        line = line[:limit] + "…"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def keyless_signer(
