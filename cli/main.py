@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "constitution": ("cli.constitution:constitution", "Hash a constitution canonically, prove sections, bind."),
     "digest": ("cli.digest:digest", "Print the model digest (or the manifest) of a model folder."),
     "keygen": ("cli.keys:keygen", "Generate a signing key pair."),
+    "publish": ("cli.publish:publish", "Publish bundles to a registry, checking each log proof."),
+    "registry": ("cli.registry:registry", "Administer a registry: tokens and namespace signer bindings."),
+    "serve": ("cli.serve:serve", "Run the registry (verified publishing, transparency log, admission)."),
     "sign": ("cli.sign:sign", "Sign an attestation about a model into a Sigstore bundle."),
     "verify": ("cli.verify:verify", "Verify a model and its attestations against a policy."),
 }
