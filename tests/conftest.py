@@ -15,4 +15,5 @@ pytest_plugins: list[str] = [
     "tests.core_fixtures",
     "tests.sigstore_fixtures",
     "tests.constitution_fixtures",
+    "tests.registry_fixtures",
 ]
