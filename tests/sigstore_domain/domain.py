@@ -51,6 +51,11 @@ class SigstoreDomain:
         self.rekor1 = TransparencyLog(f"rekor1.{name}.test", f"rekor1.{name}.test - 4242")
         self.rekor2 = TransparencyLog(f"rekor2.{name}.test", f"rekor2.{name}.test")
         self.tsa = TimestampAuthority(name, self.created)
+        # GitHub Actions-style ambient credential: GET with this bearer returns a token for this workflow
+        self.actions_request_token = "actions-request-" + name
+        self.actions_workflow = (
+            f"https://github.com/{name}-org/model/.github/workflows/release.yml@refs/heads/main"
+        )
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -227,7 +232,28 @@ class SigstoreDomain:
             out[variant] = path
         return out
 
+    def actions_env(self) -> dict[str, str]:
+        """Environment variables a GitHub Actions job with ``id-token: write`` would have."""
+        return {
+            "GITHUB_ACTIONS": "true",
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"{self.url}/github/oidc-token?job=1",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.actions_request_token,
+        }
+
     # -- request dispatch (called from server threads) -------------------------------------------
+    def handle_get(self, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        """The GitHub Actions OIDC token endpoint (``ACTIONS_ID_TOKEN_REQUEST_URL``)."""
+        from urllib.parse import parse_qs, urlsplit
+
+        url = urlsplit(path)
+        if url.path != "/github/oidc-token":
+            return 404, "application/json", b'{"message": "not found"}'
+        if headers.get("authorization", "").lower() != f"bearer {self.actions_request_token}":
+            return 403, "application/json", b'{"message": "bad request token"}'
+        audience = parse_qs(url.query).get("audience", ["sigstore"])[0]
+        token = self.mint_token(self.actions_workflow, audience=audience)
+        return 200, "application/json", json.dumps({"value": token}).encode()
+
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
         """Route one POST; returns (status, content type, body). Logs are serialised by a lock."""
         try:
@@ -261,6 +287,15 @@ def _handler_for(domain: SigstoreDomain) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, ctype, payload = domain.handle(self.path, headers, body)
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, ctype, payload = domain.handle_get(self.path, headers)
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
