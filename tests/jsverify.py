@@ -63,7 +63,9 @@ def js_verify(
     try:
         result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise RuntimeError(f"sigstore-js gave no JSON (rc {proc.returncode}): {proc.stderr.strip()}") from None
+        raise RuntimeError(
+            f"sigstore-js gave no JSON (rc {proc.returncode}): {proc.stderr.strip()}"
+        ) from None
     if proc.returncode == 2:
         raise RuntimeError(f"verify.mjs usage error: {result.get('message')}")
     if proc.returncode != 0 or not result.get("ok"):
