@@ -1,0 +1,1 @@
+"""Rule packs shipped as package data (YAML); loaded by ``attest.compliance.rules``."""
