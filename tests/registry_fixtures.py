@@ -258,7 +258,16 @@ class LiveServer:
         self.log_path = self.world.root / f"server-{self.port}-{time.monotonic_ns()}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port), "--data-dir", str(self.world.data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.world.data_dir),
+            ],
             cwd=REPO,
             env=self.world.env(),
             stdout=log,
