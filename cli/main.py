@@ -17,13 +17,19 @@ from attest.errors import AttestError
 # name -> ("module:attribute", one-line help). One line per command; a module is imported only when
 # its command runs, so `attest --help` stays instant and never imports torch.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "constitution": ("cli.constitution:constitution", "Hash a constitution canonically, prove sections, bind."),
+    "comply": ("cli.comply:comply", "Assess a deployment profile against compliance rule packs."),
+    "constitution": (
+        "cli.constitution:constitution",
+        "Hash a constitution canonically, prove sections, bind.",
+    ),
     "digest": ("cli.digest:digest", "Print the model digest (or the manifest) of a model folder."),
     "keygen": ("cli.keys:keygen", "Generate a signing key pair."),
     "publish": ("cli.publish:publish", "Publish bundles to a registry, checking each log proof."),
     "registry": ("cli.registry:registry", "Administer a registry: tokens and namespace signer bindings."),
+    "scan": ("cli.scan:scan", "Scan a model for unsafe files and planted backdoors (backdoor-scan/v1)."),
     "serve": ("cli.serve:serve", "Run the registry (verified publishing, transparency log, admission)."),
     "sign": ("cli.sign:sign", "Sign an attestation about a model into a Sigstore bundle."),
+    "run": ("cli.run:run", "Run a program with verify-before-load hooks installed."),
     "verify": ("cli.verify:verify", "Verify a model and its attestations against a policy."),
 }
 

@@ -13,7 +13,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 pytest_plugins: list[str] = [
     "tests.core_fixtures",
+    "tests.e2e_fixtures",
     "tests.sigstore_fixtures",
     "tests.constitution_fixtures",
+    "tests.compliance_fixtures",
     "tests.registry_fixtures",
 ]

@@ -19,7 +19,9 @@ def make_model(root: Path) -> Path:
     """A small model-shaped folder: weights, config, tokenizer, a nested file."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text('{"model_type": "llama", "hidden_size": 8}\n')
-    (root / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + bytes(range(256)) * 8)
+    (root / "model.safetensors").write_bytes(
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + bytes(range(256)) * 8
+    )
     (root / "tokenizer.json").write_text('{"version": "1.0"}\n')
     (root / "extra").mkdir(exist_ok=True)
     (root / "extra" / "README.md").write_text("# tiny\n")
@@ -35,7 +37,9 @@ def model_dir(tmp_path: Path) -> Path:
 def run_attest() -> RunAttest:
     """Run the installed CLI in a subprocess, as a user would, capturing text output."""
 
-    def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "cli.main", *map(str, args)],
             capture_output=True,

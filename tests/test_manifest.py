@@ -30,10 +30,21 @@ def independent_digest(root: Path) -> str:
     for p in root.rglob("*"):
         if p.is_file():
             data = p.read_bytes()
-            entries.append({"path": p.relative_to(root).as_posix(), "size": len(data), "digest": hashlib.sha256(data).hexdigest()})
+            entries.append(
+                {
+                    "path": p.relative_to(root).as_posix(),
+                    "size": len(data),
+                    "digest": hashlib.sha256(data).hexdigest(),
+                }
+            )
     entries.sort(key=lambda e: e["path"].encode("utf-8"))
     # RFC 8785 for these documents (ASCII keys, integers, plain strings) equals sorted-key compact JSON.
-    canonical = json.dumps({"files": entries, "hashAlgorithm": "sha256"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        {"files": entries, "hashAlgorithm": "sha256"},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -37,12 +37,18 @@ POLICY: dict[str, Any] = {
         {"predicateType": MODEL_MANIFEST_V1, "signedBy": ["publisher"]},
         {"predicateType": BACKDOOR_SCAN_V1, "signedBy": ["scanner"], "maxAgeDays": 90},
         {"predicateType": COMPLIANCE_ASSESSMENT_V1, "signedBy": ["publisher"], "jurisdictions": ["EU"]},
-        {"predicateType": CONSTITUTION_BINDING_V1, "approvedConstitutions": [f"sha256:{CONSTITUTION}"], "relationships": ["trained-with"]},
+        {
+            "predicateType": CONSTITUTION_BINDING_V1,
+            "approvedConstitutions": [f"sha256:{CONSTITUTION}"],
+            "relationships": ["trained-with"],
+        },
     ],
 }
 
 
-def att(ptype: str, predicate: dict[str, Any], signer: SignerIdentity, digest: str = MODEL) -> VerifiedAttestation:
+def att(
+    ptype: str, predicate: dict[str, Any], signer: SignerIdentity, digest: str = MODEL
+) -> VerifiedAttestation:
     stmt = Statement((Subject("org/m", {"sha256": digest.split(":")[1]}),), ptype, predicate, b"")
     return VerifiedAttestation(stmt, signer, f"sha256:{hash((ptype, str(predicate))) & 0xFFFF:064x}", "", {})
 
@@ -56,11 +62,22 @@ def good() -> list[VerifiedAttestation]:
     return [
         att(MODEL_MANIFEST_V1, {"files": []}, PUB),
         att(BACKDOOR_SCAN_V1, {"result": "PASSED", "scanFinishedOn": "2026-11-01T00:00:00Z"}, SCANNER),
-        att(COMPLIANCE_ASSESSMENT_V1, {"evaluationDate": "2026-11-20", "findings": [
-            {"ruleId": "eu-art50", "jurisdiction": "EU", "status": "satisfied"},
-            {"ruleId": "cn-label", "jurisdiction": "CN", "status": "not-satisfied"},
-        ]}, PUB),
-        att(CONSTITUTION_BINDING_V1, {"relationship": "trained-with", "constitution": {"canonicalDigest": {"sha256": CONSTITUTION}}}, PUB),
+        att(
+            COMPLIANCE_ASSESSMENT_V1,
+            {
+                "evaluationDate": "2026-11-20",
+                "findings": [
+                    {"ruleId": "eu-art50", "jurisdiction": "EU", "status": "satisfied"},
+                    {"ruleId": "cn-label", "jurisdiction": "CN", "status": "not-satisfied"},
+                ],
+            },
+            PUB,
+        ),
+        att(
+            CONSTITUTION_BINDING_V1,
+            {"relationship": "trained-with", "constitution": {"canonicalDigest": {"sha256": CONSTITUTION}}},
+            PUB,
+        ),
     ]
 
 
@@ -100,33 +117,71 @@ def test_failed_scan_denied() -> None:
 
 def test_stale_scan_denied_and_boundary() -> None:
     atts = good()
-    atts[1] = att(BACKDOOR_SCAN_V1, {"result": "PASSED", "scanFinishedOn": "2026-08-28T00:00:00Z"}, SCANNER)  # 91 days
+    atts[1] = att(
+        BACKDOOR_SCAN_V1, {"result": "PASSED", "scanFinishedOn": "2026-08-28T00:00:00Z"}, SCANNER
+    )  # 91 days
     assert decide(atts) == {"ATTESTATION_STALE"}
-    atts[1] = att(BACKDOOR_SCAN_V1, {"result": "PASSED", "scanFinishedOn": "2026-08-29T00:00:00Z"}, SCANNER)  # 90 days
+    atts[1] = att(
+        BACKDOOR_SCAN_V1, {"result": "PASSED", "scanFinishedOn": "2026-08-29T00:00:00Z"}, SCANNER
+    )  # 90 days
     assert decide(atts) == set()
 
 
 def test_not_satisfied_finding_in_required_jurisdiction_denied() -> None:
     atts = good()
-    atts[2] = att(COMPLIANCE_ASSESSMENT_V1, {"evaluationDate": "2026-11-20", "findings": [
-        {"ruleId": "eu-art50", "jurisdiction": "EU", "status": "not-satisfied"}]}, PUB)
+    atts[2] = att(
+        COMPLIANCE_ASSESSMENT_V1,
+        {
+            "evaluationDate": "2026-11-20",
+            "findings": [{"ruleId": "eu-art50", "jurisdiction": "EU", "status": "not-satisfied"}],
+        },
+        PUB,
+    )
     assert decide(atts) == {"COMPLIANCE_NOT_SATISFIED"}
 
 
 def test_unapproved_constitution_denied() -> None:
     atts = good()
-    atts[3] = att(CONSTITUTION_BINDING_V1, {"relationship": "trained-with", "constitution": {"canonicalDigest": {"sha256": "ee" * 32}}}, PUB)
+    atts[3] = att(
+        CONSTITUTION_BINDING_V1,
+        {"relationship": "trained-with", "constitution": {"canonicalDigest": {"sha256": "ee" * 32}}},
+        PUB,
+    )
     assert decide(atts) == {"CONSTITUTION_NOT_APPROVED"}
-    atts[3] = att(CONSTITUTION_BINDING_V1, {"relationship": "system-prompt", "constitution": {"canonicalDigest": {"sha256": CONSTITUTION}}}, PUB)
+    atts[3] = att(
+        CONSTITUTION_BINDING_V1,
+        {"relationship": "system-prompt", "constitution": {"canonicalDigest": {"sha256": CONSTITUTION}}},
+        PUB,
+    )
     assert decide(atts) == {"CONSTITUTION_RELATIONSHIP"}
 
 
 def test_revocation_denies() -> None:
-    revoked = att(REVOCATION_V1, {"revokedDigest": MODEL, "reason": "key leaked", "revokedOn": "2026-11-26T00:00:00Z"}, PUB)
+    revoked = att(
+        REVOCATION_V1,
+        {"revokedDigest": MODEL, "reason": "key leaked", "revokedOn": "2026-11-26T00:00:00Z"},
+        PUB,
+    )
     assert decide([*good(), revoked]) == {"REVOKED"}
     # a revocation by a stranger is ignored; one for another model does not apply
-    assert decide([*good(), att(REVOCATION_V1, {"revokedDigest": MODEL, "reason": "x", "revokedOn": "2026-11-26T00:00:00Z"}, STRANGER)]) == set()
-    other = att(REVOCATION_V1, {"revokedDigest": "sha256:" + "00" * 32, "reason": "x", "revokedOn": "2026-11-26T00:00:00Z"}, PUB)
+    assert (
+        decide(
+            [
+                *good(),
+                att(
+                    REVOCATION_V1,
+                    {"revokedDigest": MODEL, "reason": "x", "revokedOn": "2026-11-26T00:00:00Z"},
+                    STRANGER,
+                ),
+            ]
+        )
+        == set()
+    )
+    other = att(
+        REVOCATION_V1,
+        {"revokedDigest": "sha256:" + "00" * 32, "reason": "x", "revokedOn": "2026-11-26T00:00:00Z"},
+        PUB,
+    )
     assert decide([*good(), other]) == set()
 
 

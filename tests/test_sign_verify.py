@@ -16,7 +16,9 @@ MANIFEST = "https://model-attest.dev/model-manifest/v1"
 
 
 def sign(run_attest: RunAttest, model: Path, key: Path, out: Path, *extra: str) -> Path:
-    result = run_attest("sign", model, "--key", key, "--name", "org/tiny", "--version", "1.0", "-o", out, *extra)
+    result = run_attest(
+        "sign", model, "--key", key, "--name", "org/tiny", "--version", "1.0", "-o", out, *extra
+    )
     assert result.returncode == 0, result.stderr
     return out
 
@@ -29,7 +31,9 @@ def verify(run_attest: RunAttest, model: Path, bundle: Path, pub: Path, *extra: 
 
 
 @pytest.fixture
-def signed(tmp_path: Path, model_dir: Path, keypair: tuple[Path, Path], run_attest: RunAttest) -> tuple[Path, Path, Path]:
+def signed(
+    tmp_path: Path, model_dir: Path, keypair: tuple[Path, Path], run_attest: RunAttest
+) -> tuple[Path, Path, Path]:
     bundle = sign(run_attest, model_dir, keypair[0], tmp_path / "tiny.sigstore.json")
     return model_dir, bundle, keypair[1]
 
@@ -56,13 +60,22 @@ def test_encrypted_key_needs_passphrase(tmp_path: Path, model_dir: Path, run_att
     assert run_attest("keygen", "--out", tmp_path / "enc", "--encrypt", env=env).returncode == 0
     assert b"ENCRYPTED" in (tmp_path / "enc.key").read_bytes()
     no_pass = {k: v for k, v in os.environ.items() if k != "ATTEST_KEY_PASSPHRASE"}
-    result = run_attest("sign", model_dir, "--key", tmp_path / "enc.key", "-o", tmp_path / "b.json", env=no_pass)
+    result = run_attest(
+        "sign", model_dir, "--key", tmp_path / "enc.key", "-o", tmp_path / "b.json", env=no_pass
+    )
     assert result.returncode != 0 and "encrypted" in result.stderr and "Traceback" not in result.stderr
     wrong = {**os.environ, "ATTEST_KEY_PASSPHRASE": "wrong"}
-    result = run_attest("sign", model_dir, "--key", tmp_path / "enc.key", "-o", tmp_path / "b.json", env=wrong)
+    result = run_attest(
+        "sign", model_dir, "--key", tmp_path / "enc.key", "-o", tmp_path / "b.json", env=wrong
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert not (tmp_path / "b.json").exists()
-    assert run_attest("sign", model_dir, "--key", tmp_path / "enc.key", "-o", tmp_path / "b.json", env=env).returncode == 0
+    assert (
+        run_attest(
+            "sign", model_dir, "--key", tmp_path / "enc.key", "-o", tmp_path / "b.json", env=env
+        ).returncode
+        == 0
+    )
 
 
 def test_bundle_format(signed: tuple[Path, Path, Path]) -> None:
@@ -78,7 +91,10 @@ def test_bundle_format(signed: tuple[Path, Path, Path]) -> None:
     assert statement["subject"][0]["name"] == "org/tiny"
     assert statement["predicate"]["model"] == {"name": "org/tiny", "version": "1.0"}
     assert [f["path"] for f in statement["predicate"]["files"]] == [
-        "config.json", "extra/README.md", "model.safetensors", "tokenizer.json"
+        "config.json",
+        "extra/README.md",
+        "model.safetensors",
+        "tokenizer.json",
     ]
 
 
@@ -121,10 +137,14 @@ def test_renamed_file_refused(signed: tuple[Path, Path, Path], run_attest: RunAt
     (model / "extra" / "README.md").rename(model / "extra" / "README.txt")
     rc, out, _ = verify(run_attest, model, bundle, pub)
     assert rc == 1
-    assert out["fileChanges"]["missing"] == ["extra/README.md"] and out["fileChanges"]["extra"] == ["extra/README.txt"]
+    assert out["fileChanges"]["missing"] == ["extra/README.md"] and out["fileChanges"]["extra"] == [
+        "extra/README.txt"
+    ]
 
 
-def test_bundle_for_another_model_refused(tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path], run_attest: RunAttest) -> None:
+def test_bundle_for_another_model_refused(
+    tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path], run_attest: RunAttest
+) -> None:
     model, _, pub = signed
     other = make_model(tmp_path / "other")
     (other / "config.json").write_text('{"model_type": "gpt2"}\n')
@@ -133,15 +153,35 @@ def test_bundle_for_another_model_refused(tmp_path: Path, signed: tuple[Path, Pa
     assert rc == 1 and "MODEL_FILES_CHANGED" in codes(out) and out["allowed"] is False
 
 
-def test_subject_mismatch_without_manifest_refused(tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path], run_attest: RunAttest) -> None:
+def test_subject_mismatch_without_manifest_refused(
+    tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path], run_attest: RunAttest
+) -> None:
     """A non-manifest attestation (revocation) about another model is refused for its subject."""
     model, bundle, pub = signed
     other = make_model(tmp_path / "other2")
     (other / "config.json").write_text("{}\n")
     predicate = tmp_path / "rev.json"
-    predicate.write_text(json.dumps({"revokedDigest": "sha256:" + "0" * 64, "reason": "test", "revokedOn": "2026-01-01T00:00:00Z"}))
+    predicate.write_text(
+        json.dumps(
+            {"revokedDigest": "sha256:" + "0" * 64, "reason": "test", "revokedOn": "2026-01-01T00:00:00Z"}
+        )
+    )
     rev = tmp_path / "rev.sigstore.json"
-    assert run_attest("sign", other, "--key", keypair[0], "--predicate-type", "https://model-attest.dev/revocation/v1", "--predicate", predicate, "-o", rev).returncode == 0
+    assert (
+        run_attest(
+            "sign",
+            other,
+            "--key",
+            keypair[0],
+            "--predicate-type",
+            "https://model-attest.dev/revocation/v1",
+            "--predicate",
+            predicate,
+            "-o",
+            rev,
+        ).returncode
+        == 0
+    )
     result = run_attest("verify", model, "--bundle", bundle, "--bundle", rev, "--key", pub, "--json")
     out = json.loads(result.stdout)
     assert result.returncode == 1 and "SUBJECT_MISMATCH" in codes(out)
@@ -179,7 +219,9 @@ def test_changed_payload_type_refused(signed: tuple[Path, Path, Path], run_attes
     assert rc == 1 and any("payloadType" in r["message"] for r in out["reasons"])
 
 
-def test_unknown_predicate_type_refused_at_verify(tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path]) -> None:
+def test_unknown_predicate_type_refused_at_verify(
+    tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path]
+) -> None:
     """Even validly signed, an unknown predicate type is not accepted (fail closed)."""
     from attest.keys import load_private_key
     from attest.manifest import compute_manifest
@@ -190,7 +232,9 @@ def test_unknown_predicate_type_refused_at_verify(tmp_path: Path, signed: tuple[
 
     model, bundle, pub = signed
     signer = KeySigner(load_private_key(keypair[0]))
-    odd = signer.sign_statement(build_statement("org/tiny", compute_manifest(model).digest, "https://example.com/odd/v1", {}))
+    odd = signer.sign_statement(
+        build_statement("org/tiny", compute_manifest(model).digest, "https://example.com/odd/v1", {})
+    )
     odd_path = tmp_path / "odd.sigstore.json"
     odd_path.write_text(json.dumps(odd))
     trust = Trust()
@@ -200,21 +244,53 @@ def test_unknown_predicate_type_refused_at_verify(tmp_path: Path, signed: tuple[
     assert any("unknown predicate type" in r.message for r in decision.reasons)
 
 
-def test_unknown_predicate_type_refused_at_sign(model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path, run_attest: RunAttest) -> None:
+def test_unknown_predicate_type_refused_at_sign(
+    model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path, run_attest: RunAttest
+) -> None:
     (tmp_path / "p.json").write_text("{}")
-    result = run_attest("sign", model_dir, "--key", keypair[0], "--predicate-type", "https://example.com/odd/v1", "--predicate", tmp_path / "p.json")
-    assert result.returncode == 1 and "unknown predicate type" in result.stderr and "Traceback" not in result.stderr
+    result = run_attest(
+        "sign",
+        model_dir,
+        "--key",
+        keypair[0],
+        "--predicate-type",
+        "https://example.com/odd/v1",
+        "--predicate",
+        tmp_path / "p.json",
+    )
+    assert (
+        result.returncode == 1
+        and "unknown predicate type" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
-def test_schema_invalid_predicate_refused_at_sign(model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path, run_attest: RunAttest) -> None:
+def test_schema_invalid_predicate_refused_at_sign(
+    model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path, run_attest: RunAttest
+) -> None:
     (tmp_path / "p.json").write_text(json.dumps({"reason": "no digest"}))
-    result = run_attest("sign", model_dir, "--key", keypair[0], "--predicate-type", "https://model-attest.dev/revocation/v1", "--predicate", tmp_path / "p.json", "-o", tmp_path / "x.json")
+    result = run_attest(
+        "sign",
+        model_dir,
+        "--key",
+        keypair[0],
+        "--predicate-type",
+        "https://model-attest.dev/revocation/v1",
+        "--predicate",
+        tmp_path / "p.json",
+        "-o",
+        tmp_path / "x.json",
+    )
     assert result.returncode == 1 and "revokedDigest" in result.stderr
     assert not (tmp_path / "x.json").exists()
 
 
-@pytest.mark.parametrize("content", [b"not json at all", b"[]", b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}'])
-def test_malformed_bundle_refused(tmp_path: Path, signed: tuple[Path, Path, Path], run_attest: RunAttest, content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content", [b"not json at all", b"[]", b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}']
+)
+def test_malformed_bundle_refused(
+    tmp_path: Path, signed: tuple[Path, Path, Path], run_attest: RunAttest, content: bytes
+) -> None:
     model, _, pub = signed
     bad = tmp_path / "bad.json"
     bad.write_bytes(content)
@@ -225,11 +301,17 @@ def test_malformed_bundle_refused(tmp_path: Path, signed: tuple[Path, Path, Path
 def test_usage_errors_exit_2(signed: tuple[Path, Path, Path], run_attest: RunAttest, tmp_path: Path) -> None:
     model, bundle, pub = signed
     missing = run_attest("verify", model, "--bundle", tmp_path / "nope.json", "--key", pub)
-    assert missing.returncode == 2 and "cannot read bundle" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "cannot read bundle" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
     assert run_attest("verify", model).returncode == 2  # --bundle is required
     (tmp_path / "policy.yaml").write_text("apiVersion: nope\n")
     bad_policy = run_attest("verify", model, "--bundle", bundle, "--policy", tmp_path / "policy.yaml")
-    assert bad_policy.returncode == 2 and "policy" in bad_policy.stderr and "Traceback" not in bad_policy.stderr
+    assert (
+        bad_policy.returncode == 2 and "policy" in bad_policy.stderr and "Traceback" not in bad_policy.stderr
+    )
 
 
 def test_model_path_error_is_one_line(tmp_path: Path, run_attest: RunAttest) -> None:
