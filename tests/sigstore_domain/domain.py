@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.sigstore_domain import pki
 from tests.sigstore_domain.rekor import RejectedEntry, TransparencyLog
@@ -129,16 +130,18 @@ class SigstoreDomain:
         return [c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, self.fulcio_root)]
 
     # -- trust material --------------------------------------------------------------------------
-    def _tlog(self, log: TransparencyLog) -> dict[str, Any]:
+    def _log_instance(self, host: str, key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+        """A TransparencyLogInstance (tlog or CT log). ``host`` doubles as the checkpoint signer name,
+        which sigstore-js looks for inside ``baseUrl``."""
         return {
-            "baseUrl": f"https://{log.name}",
+            "baseUrl": f"https://{host}",
             "hashAlgorithm": "SHA2_256",
             "publicKey": {
-                "rawBytes": _b64(pki.spki_der(log.key.public_key())),
+                "rawBytes": _b64(pki.spki_der(key)),
                 "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                 "validFor": {"start": _rfc3339(self.created)},
             },
-            "logId": {"keyId": _b64(log.log_id)},
+            "logId": {"keyId": _b64(pki.key_id(key))},
         }
 
     def trusted_root(self) -> dict[str, Any]:
@@ -147,7 +150,9 @@ class SigstoreDomain:
         subject = {"organization": "model-attest tests", "commonName": self.name}
         return {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [self._tlog(self.rekor1), self._tlog(self.rekor2)],
+            "tlogs": [
+                self._log_instance(log.name, log.key.public_key()) for log in (self.rekor1, self.rekor2)
+            ],
             "certificateAuthorities": [
                 {
                     "subject": subject,
@@ -156,18 +161,7 @@ class SigstoreDomain:
                     "validFor": {"start": _rfc3339(self.created)},
                 }
             ],
-            "ctlogs": [
-                {
-                    "baseUrl": f"https://ctfe.{self.name}.test",
-                    "hashAlgorithm": "SHA2_256",
-                    "publicKey": {
-                        "rawBytes": _b64(pki.spki_der(self.ct_key.public_key())),
-                        "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                        "validFor": {"start": _rfc3339(self.created)},
-                    },
-                    "logId": {"keyId": _b64(pki.key_id(self.ct_key.public_key()))},
-                }
-            ],
+            "ctlogs": [self._log_instance(f"ctfe.{self.name}.test", self.ct_key.public_key())],
             "timestampAuthorities": [
                 {
                     "subject": subject,
@@ -286,16 +280,13 @@ def _handler_for(domain: SigstoreDomain) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, ctype, payload = domain.handle(self.path, headers, body)
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._reply(*domain.handle(self.path, headers, body))
 
         def do_GET(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, ctype, payload = domain.handle_get(self.path, headers)
+            self._reply(*domain.handle_get(self.path, headers))
+
+        def _reply(self, status: int, ctype: str, payload: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
