@@ -20,6 +20,7 @@ from attest.constitution import (
 )
 from attest.errors import SchemaError, UsageError, VerificationError
 from attest.predicates import CONSTITUTION_BINDING_V1, validate_predicate
+from tests.core_fixtures import RunAttest
 
 TEXT = (
     "# Constitution\n\nPreface that is not official.\n\n## Honesty\nSay “true” things — always.\n\n"
@@ -178,28 +179,28 @@ def test_binding_predicate_validates_and_carries_digests() -> None:
         validate_predicate(CONSTITUTION_BINDING_V1, broken)
 
 
-def test_cli_digest_prove_verify_bind(attest_cli: Any, tmp_path: Path) -> None:
+def test_cli_digest_prove_verify_bind(run_attest: RunAttest, tmp_path: Path) -> None:
     text = tmp_path / "constitution.md"
     text.write_bytes(TEXT.replace(b"\n", b"\r\n"))
-    out = attest_cli("constitution", "digest", str(text), "--json")
+    out = run_attest("constitution", "digest", str(text), "--json")
     assert out.returncode == 0, out.stderr
     digests = json.loads(out.stdout)
     assert digests["canonicalDigest"]["sha256"] == digest_text(TEXT).canonical_sha256
     proof_file = tmp_path / "proof.json"
-    out = attest_cli("constitution", "prove", str(text), "--section", "2", "-o", str(proof_file))
+    out = run_attest("constitution", "prove", str(text), "--section", "2", "-o", str(proof_file))
     assert out.returncode == 0, out.stderr
     root = digests["sectionRoot"]["sha256"]
-    ok = attest_cli("constitution", "verify-proof", str(proof_file), "--root", root, "--json")
+    ok = run_attest("constitution", "verify-proof", str(proof_file), "--root", root, "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["verified"] is True
     proof = json.loads(proof_file.read_text())
     proof["text"] = proof["text"].replace("Café", "Cafe")
     proof_file.write_text(json.dumps(proof))
-    bad = attest_cli("constitution", "verify-proof", str(proof_file), "--root", root)
+    bad = run_attest("constitution", "verify-proof", str(proof_file), "--root", root)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     model = tmp_path / "model"
     model.mkdir()
     pred = tmp_path / "binding.json"
-    out = attest_cli(
+    out = run_attest(
         "constitution",
         "bind",
         str(model),
@@ -213,7 +214,7 @@ def test_cli_digest_prove_verify_bind(attest_cli: Any, tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(pred.read_text())["relationship"] == "system-prompt"
-    missing = attest_cli("constitution", "digest", str(tmp_path / "nope.md"))
+    missing = run_attest("constitution", "digest", str(tmp_path / "nope.md"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
-    nosection = attest_cli("constitution", "prove", str(text), "--section", "7")
+    nosection = run_attest("constitution", "prove", str(text), "--section", "7")
     assert nosection.returncode == 2 and "does not exist" in nosection.stderr
