@@ -117,6 +117,7 @@ class RegistryClient:
         self.token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.store = store or CheckpointStore()
         self._pinned = NoteVerifier.from_vkey(log_key) if log_key else None
+        self._own_http = http is None
         self.http = http or httpx.Client(base_url=self.url, timeout=timeout)
         self._lock = threading.Lock()
 
@@ -269,7 +270,8 @@ class RegistryClient:
         return result
 
     def close(self) -> None:
-        self.http.close()
+        if self._own_http:  # a client handed in by the caller stays the caller's to close
+            self.http.close()
 
     def __enter__(self) -> RegistryClient:
         return self

@@ -227,7 +227,7 @@ def test_constitutions_by_canonical_digest(registry_world: RegistryWorld, regist
     from attest.constitution import digest_text
 
     c, w = registry_app, registry_world
-    raw = "# Principles\r\n\r\nBe  helpful.\r\n## Safety\nAvoid harm.\n\n\n".encode()
+    raw = b"# Principles\r\n\r\nBe  helpful.\r\n## Safety\nAvoid harm.\n\n\n"
     d = digest_text(raw)
     url = f"/v1/constitutions/sha256:{d.canonical_sha256}"
     assert c.post(url, content=raw).status_code == 401
