@@ -13,6 +13,7 @@ TrustedRoot JSON file for a private deployment.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from cryptography.x509 import (
     UniformResourceIdentifier,
 )
 
-from attest.errors import SigningError, UsageError, VerificationError
+from attest.errors import AttestError, SigningError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig, TrustedRoot
@@ -87,6 +88,31 @@ def load_trusted_root(
         except Exception as exc:
             raise UsageError(f"cannot load Sigstore trusted root {path}: {_first_line(exc)}") from None
     return load_trust_config(None, offline=offline, staging=staging).trusted_root
+
+
+@functools.lru_cache(maxsize=8)
+def _verifier(path: Path | None, offline: bool, staging: bool, version: tuple[int, int]) -> Any:
+    """One sigstore ``Verifier`` per trust root per process: a registry or ``attest verify`` with many
+    bundles must not refresh TUF (a network round trip) or re-parse the root for each one. ``version``
+    (mtime, size of the file) makes an edited trust-config file load afresh."""
+    from sigstore.verify import Verifier
+
+    try:
+        return Verifier(trusted_root=load_trusted_root(path, offline=offline, staging=staging))
+    except AttestError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"unusable Sigstore trusted root: {_first_line(exc)}") from None
+
+
+def _file_version(path: Path | None) -> tuple[int, int]:
+    if path is None:
+        return (0, 0)
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
 
 
 # --- signing ---------------------------------------------------------------------------------------
@@ -241,13 +267,11 @@ def verify_keyless_bundle(document: dict[str, Any], trust: Trust) -> tuple[bytes
             "bundle is Sigstore-signed but no trusted identity was given "
             "(--identity/--identity-regex and --issuer)"
         )
-    trusted_root = load_trusted_root(trust.trust_config, offline=trust.offline, staging=trust.staging)
+    verifier = _verifier(trust.trust_config, trust.offline, trust.staging, _file_version(trust.trust_config))
     from sigstore.models import Bundle
-    from sigstore.verify import Verifier
 
     try:
         bundle = Bundle.from_json(json.dumps(document))
-        verifier = Verifier(trusted_root=trusted_root)
         _payload_type, payload = verifier.verify_dsse(bundle, identity_policy(trust.identities))
         cert = bundle.signing_certificate
     except Exception as exc:
