@@ -126,3 +126,10 @@ def keyless_signed(sigstore_domain: RunningDomain, tmp_path_factory: pytest.Temp
         path.write_text(json.dumps(sign_keyless(sigstore_domain, variant, model), indent=2))
         bundles[variant] = path
     return SignedSet(model, compute_manifest(model).digest, bundles)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use sigstore-js carry the ``node`` marker (``-m "not node"`` lists what needs npm)."""
+    for item in items:
+        if "js_verifier" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.node)

@@ -129,6 +129,7 @@ def test_other_predicate_type_signs_keyless(
     js_verify(path, sigstore_domain.trusted_root, SIGNER_IDENTITY, sigstore_domain.issuer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_cli_sign_and_verify(
     variant: str, sigstore_domain: RunningDomain, run_attest: RunAttest, tmp_path: Path, js_verifier: None
