@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "digest": ("cli.digest:digest", "Print the model digest (or the manifest) of a model folder."),
     "keygen": ("cli.keys:keygen", "Generate a signing key pair."),
+    "matrix": ("cli.matrix:matrix", "Count compliance assessments: models x jurisdictions x releases."),
     "publish": ("cli.publish:publish", "Publish bundles to a registry, checking each log proof."),
     "registry": ("cli.registry:registry", "Administer a registry: tokens and namespace signer bindings."),
     "scan": ("cli.scan:scan", "Scan a model for unsafe files and planted backdoors (backdoor-scan/v1)."),
