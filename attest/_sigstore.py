@@ -68,6 +68,8 @@ def load_trust_config(
         if staging:
             return ClientTrustConfig.staging(offline=offline)
         return ClientTrustConfig.production(offline=offline)
+    except AttestError:
+        raise
     except Exception as exc:
         where = str(path) if path else ("staging" if staging else "the public-good instance")
         raise UsageError(f"cannot load Sigstore trust config from {where}: {_first_line(exc)}") from None
