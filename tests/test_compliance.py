@@ -334,3 +334,36 @@ def test_malformed_packs_and_profiles_are_rejected(tmp_path: Path, make_profile:
         make_profile(users__registered="many")
     with pytest.raises(SchemaError):
         make_profile(evidence=[{"kind": "x", "uri": "https://example.org/no-digest"}])
+
+
+def test_condition_evaluator_is_three_valued_and_explains() -> None:
+    from attest.compliance.conditions import evaluate, why_false
+
+    ctx = {"users": {"registered": 5}, "roles": ["deployer"], "flag": True, "day": "2026-07-15"}
+    assert evaluate({"field": "users.registered", "gte": 5}, ctx) is True
+    assert evaluate({"field": "users.monthlyActive", "gte": 5}, ctx) is None
+    assert evaluate({"any": [{"field": "users.monthlyActive", "gte": 5}, {"field": "flag", "eq": True}]}, ctx)
+    assert (
+        evaluate({"all": [{"field": "users.monthlyActive", "gte": 5}, {"field": "flag", "eq": False}]}, ctx)
+        is False
+    )
+    assert evaluate({"not": {"field": "nothing", "eq": 1}}, ctx) is None
+    assert evaluate({"field": "nothing", "exists": False}, ctx) is True
+    assert evaluate({"field": "flag", "eq": 1}, ctx) is False  # a boolean is not the number 1
+    assert evaluate({"field": "flag", "gte": 0}, ctx) is None  # wrong type: unknown, not false
+    assert evaluate({"field": "day", "lt": "2026-07-16"}, ctx) is True
+    assert evaluate({"field": "roles", "intersects": ["provider", "deployer"]}, ctx) is True
+    assert evaluate({"field": "users.__class__", "exists": True}, ctx) is False  # plain lookups, nothing else
+    explained = why_false(
+        {"all": [{"field": "flag", "eq": True}, {"field": "users.registered", "gt": 9}]}, ctx
+    )
+    assert explained == "users.registered > 9 is false (profile: 5)"
+
+
+def test_yaml_dates_stay_strings_and_exponents_are_numbers() -> None:
+    from attest.compliance._yaml import loads
+
+    doc = loads("d: 2026-07-15\nf: 1e25\ng: 1.0e+25\nh: 7\n", "test")
+    assert doc == {"d": "2026-07-15", "f": 1e25, "g": 1e25, "h": 7}
+    with pytest.raises(UsageError, match="not valid YAML"):
+        loads("a: [1\n", "test")

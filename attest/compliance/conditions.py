@@ -130,3 +130,23 @@ def describe(condition: Mapping[str, Any]) -> str:
         if op in condition:
             return f"{condition['field']} {symbols.get(op, op)} {condition[op]!r}"
     return repr(dict(condition))
+
+
+def why_false(condition: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """The smallest part of a false condition that makes it false, with the values the profile gave.
+
+    Used for not-applicable reasons: "features.emotionalCompanionship = True is false (profile: False)"
+    says more than the whole applicability expression.
+    """
+    if "all" in condition:
+        failing = [c for c in condition["all"] if evaluate(c, context) is False]
+        return "; ".join(why_false(c, context) for c in failing)
+    if "any" in condition:
+        return "none of (" + "; ".join(why_false(c, context) for c in condition["any"]) + ")"
+    if "not" in condition:
+        return f"{describe(condition['not'])} holds"
+    if "field" in condition:
+        value = lookup(context, condition["field"])
+        shown = "absent" if value is _MISSING else repr(value)
+        return f"{describe(condition)} is false (profile: {shown})"
+    return f"{describe(condition)} is false"

@@ -117,7 +117,7 @@ def evaluate_rule(
     applicable = conditions.evaluate(rule["applicability"], context)
     if applicable is False:
         return finding(
-            NOT_APPLICABLE, "does not apply: " + conditions.describe(rule["applicability"]) + " is false"
+            NOT_APPLICABLE, "does not apply: " + conditions.why_false(rule["applicability"], context)
         )
     if applicable is None:
         missing = ", ".join(conditions.unknown_fields(rule["applicability"], context))
@@ -134,7 +134,7 @@ def evaluate_rule(
     if satisfied is False:
         return finding(
             NOT_SATISFIED,
-            "declared not implemented: " + conditions.describe(rule["satisfiedWhen"]) + " is false",
+            "declared not implemented: " + conditions.why_false(rule["satisfiedWhen"], context),
             evidence,
         )
     if satisfied is None:
