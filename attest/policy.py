@@ -27,6 +27,7 @@ from attest.predicates import (
     MODEL_MANIFEST_V1,
     OMS_SIGNATURE_V1,
     REVOCATION_V1,
+    VERIFICATION_SUMMARY_V1,
     validate_document,
 )
 from attest.statement import strip_algorithm
@@ -210,6 +211,8 @@ def _check(req: Requirement, att: VerifiedAttestation, now: datetime) -> Reason 
                 "ATTESTATION_STALE",
                 f"{att.predicate_type} from {when:%Y-%m-%d} is older than {req.max_age_days:g} days",
             )
+    if req.predicate_type == VERIFICATION_SUMMARY_V1 and p.get("verificationResult") != "PASSED":
+        return Reason("VSA_FAILED", f"verification summary says {p.get('verificationResult')}")
     if req.predicate_type == BACKDOOR_SCAN_V1 and p.get("result") not in req.allowed_results:
         return Reason(
             "SCAN_NOT_PASSED",

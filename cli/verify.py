@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from attest._internal.atomic import write_atomic
+from attest.errors import UsageError
 from attest.keys import load_public_key
 from attest.model_verification import verify_model
 from attest.policy import Decision, Policy
 from attest.verifying import Trust
+from attest.vsa import sign_vsa
 from cli._output import console, print_json
+from cli._signer import make_signer
 
 
 def trust_from_options(
@@ -81,12 +86,18 @@ def print_decision(decision: Decision) -> None:
     help="Sigstore ClientTrustConfig or TrustedRoot JSON (default: public-good).",
 )
 @click.option("--offline", is_flag=True, help="Use the embedded public-good trust root (no TUF refresh).")
+@click.option("--vsa", "vsa_out", type=click.Path(path_type=Path), help="Also write a signed SLSA verification summary.")
+@click.option("--vsa-key", type=click.Path(path_type=Path), help="Key that signs the verification summary.")
+@click.option("--name", "model_name", help="Model name for the verification summary (default: folder name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def verify(
     path: Path,
     bundles: tuple[Path, ...],
     keys: tuple[Path, ...],
     policy_path: Path | None,
+    vsa_out: Path | None,
+    vsa_key: Path | None,
+    model_name: str | None,
     as_json: bool,
     **keyless: Any,
 ) -> None:
@@ -96,7 +107,12 @@ def verify(
     """
     policy = Policy.load(policy_path) if policy_path else None
     trust = trust_from_options(keys, **keyless)
+    if vsa_out is not None and vsa_key is None:
+        raise UsageError("--vsa needs --vsa-key to sign the verification summary")
     decision = verify_model(path, bundles, trust, policy)
+    if vsa_out is not None and vsa_key is not None:
+        bundle = sign_vsa(make_signer(vsa_key), decision, model_name or path.resolve().name, policy_uri=str(policy_path or ""))
+        write_atomic(vsa_out, json.dumps(bundle, indent=2).encode() + b"\n")
     if as_json:
         print_json(decision.to_json())
     else:

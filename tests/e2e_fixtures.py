@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.core_fixtures import REPO
 
 
 def build_tiny_llama(root: Path, seed: int = 0) -> Path:
@@ -36,3 +45,91 @@ def build_tiny_llama(root: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "tiny-llama")
+
+
+@dataclass
+class E2ERegistry:
+    """A registry started the way a user starts one: `attest serve` over a data dir and trust file."""
+
+    url: str
+    data_dir: Path
+    token: str
+    key: Path  # publisher private key
+    pub: Path  # publisher public key
+    proc: subprocess.Popen[bytes]
+
+
+def start_registry(root: Path, port: int | None = None) -> E2ERegistry:
+    """Keygen, trust file, token, namespace binding, then `attest serve` on a loopback port."""
+    from tests.registry_fixtures import free_port
+
+    def attest(*args: str | Path) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", *map(str, args)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "registry-data"
+    attest("keygen", "--out", root / "publisher")
+    (root / "trust.yaml").write_text("keys: [publisher.pub]\n")
+    token = json.loads(
+        attest("registry", "token", "create", "--namespace", "acme", "--data-dir", data, "--json")
+    )["token"]
+    attest(
+        "registry",
+        "signer",
+        "add",
+        "--namespace",
+        "acme",
+        "--key",
+        root / "publisher.pub",
+        "--data-dir",
+        data,
+    )
+    port = port or free_port()
+    log = (root / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--trust",
+            str(root / "trust.yaml"),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (root / "server.log").read_text()
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return E2ERegistry(url, data, token, root / "publisher.key", root / "publisher.pub", proc)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("registry did not start")
+
+
+@pytest.fixture
+def e2e_registry(tmp_path: Path) -> Iterator[E2ERegistry]:
+    reg = start_registry(tmp_path / "registry")
+    try:
+        yield reg
+    finally:
+        reg.proc.terminate()
+        reg.proc.wait(timeout=30)
