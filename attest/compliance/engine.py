@@ -69,6 +69,10 @@ class Finding:
             "citation": self.rule.citation,
             "effectiveFrom": self.effective_from,
             "evidence": list(self.evidence),
+            "needs": {
+                "controls": conditions.fields(self.rule["satisfiedWhen"]),
+                "evidence": list(self.rule["evidence"]),
+            },
             "reason": self.reason,
         }
 
