@@ -63,7 +63,9 @@ def test_evaluate_allow_deny_revoke_and_cache(registry_world: RegistryWorld, adm
     c.post("/v1/attestations", content=json_bytes(w.alice.bundle("acme/llama")), headers=auth(w.acme_token))
     first = c.post("/v1/admission/evaluate", json={"modelDigest": digest, "policy": policy}).json()
     assert first["allowed"] is True and first["cached"] is False
-    assert first["logEntries"][0]["logIndex"] == 0 and first["logEntries"][0]["inclusionProof"]["treeSize"] == 1
+    assert (
+        first["logEntries"][0]["logIndex"] == 0 and first["logEntries"][0]["inclusionProof"]["treeSize"] == 1
+    )
     again = c.post("/v1/admission/evaluate", json={"modelDigest": digest, "policy": policy}).json()
     assert again["allowed"] is True and again["cached"] is True
     # the server's configured policy is used when the request names none
@@ -74,7 +76,11 @@ def test_evaluate_allow_deny_revoke_and_cache(registry_world: RegistryWorld, adm
     ).json()
     assert other["allowed"] is False
 
-    revocation = {"revokedDigest": digest, "reason": "weights leaked a backdoor", "revokedOn": "2026-11-27T12:00:00Z"}
+    revocation = {
+        "revokedDigest": digest,
+        "reason": "weights leaked a backdoor",
+        "revokedOn": "2026-11-27T12:00:00Z",
+    }
     rb = w.alice.bundle("acme/llama", predicate_type=REVOCATION_V1, predicate=revocation)
     assert c.post("/v1/attestations", content=json_bytes(rb), headers=auth(w.acme_token)).status_code == 201
     revoked = c.post("/v1/admission/evaluate", json={"modelDigest": digest, "policy": policy}).json()
@@ -83,7 +89,9 @@ def test_evaluate_allow_deny_revoke_and_cache(registry_world: RegistryWorld, adm
     assert "weights leaked a backdoor" in reason["message"]
 
 
-def test_revocation_by_another_namespace_is_refused(registry_world: RegistryWorld, admission_app: Any) -> None:
+def test_revocation_by_another_namespace_is_refused(
+    registry_world: RegistryWorld, admission_app: Any
+) -> None:
     c, w = admission_app, registry_world
     digest = model_digest("acme/llama")
     c.post("/v1/attestations", content=json_bytes(w.alice.bundle("acme/llama")), headers=auth(w.acme_token))
@@ -99,7 +107,9 @@ def test_request_policy_cannot_read_server_files(admission_app: Any) -> None:
         "signers": {"p": [{"keyFile": "/etc/passwd"}]},
         "require": [{"predicateType": MODEL_MANIFEST_V1}],
     }
-    r = admission_app.post("/v1/admission/evaluate", json={"modelDigest": model_digest("x"), "policy": policy})
+    r = admission_app.post(
+        "/v1/admission/evaluate", json={"modelDigest": model_digest("x"), "policy": policy}
+    )
     assert r.status_code == 400 and "keyFile" in r.json()["error"]
 
 

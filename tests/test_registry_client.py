@@ -42,14 +42,21 @@ def test_publish_query_and_fetch(registry_world: RegistryWorld, registry_app: An
     assert [e.log_index for e in entries] == [0, 2]
     trust = Trust()
     trust.add_key(w.alice.signer.public_key)
-    atts = fetch_verified_attestations(URL, model_digest("acme/a"), trust, client=None, http=registry_app, store=store)
+    atts = fetch_verified_attestations(
+        URL, model_digest("acme/a"), trust, client=None, http=registry_app, store=store
+    )
     assert len(atts) == 2 and all(a.predicate_type.endswith("model-manifest/v1") for a in atts)
     assert len(fetch_logged_bundles(URL, "acme/a", http=registry_app, store=store)) == 2
     # a bundle signed by a key the caller does not trust is left out
-    assert fetch_verified_attestations(URL, model_digest("acme/a"), Trust(), http=registry_app, store=store) == []
+    assert (
+        fetch_verified_attestations(URL, model_digest("acme/a"), Trust(), http=registry_app, store=store)
+        == []
+    )
 
 
-def test_publish_refusal_is_an_error(registry_world: RegistryWorld, registry_app: Any, tmp_path: Path) -> None:
+def test_publish_refusal_is_an_error(
+    registry_world: RegistryWorld, registry_app: Any, tmp_path: Path
+) -> None:
     client = _client(registry_app, CheckpointStore(tmp_path), registry_world.evil_token)
     with pytest.raises(RegistryError) as info:
         client.publish(registry_world.alice.bundle("acme/a"))
@@ -67,7 +74,9 @@ def test_fork_is_detected(registry_world: RegistryWorld, registry_app: Any, tmp_
     honest.publish(w.alice.bundle("acme/b"))
     before = store.load(URL)
 
-    forked_app = create_app(w.settings(data_dir=tmp_path / "fork", database_url=None, log_key_path=w.data_dir / "log-key.pem"))
+    forked_app = create_app(
+        w.settings(data_dir=tmp_path / "fork", database_url=None, log_key_path=w.data_dir / "log-key.pem")
+    )
     with TestClient(forked_app) as forked_http:
         forked_http.headers["Authorization"] = "x"
         from registry.auth import bind_signer, create_token
@@ -87,7 +96,9 @@ def test_fork_is_detected(registry_world: RegistryWorld, registry_app: Any, tmp_
     assert store.load(URL) == before  # the stored checkpoint never moves onto the fork
 
 
-def test_tampered_answers_are_rejected(registry_world: RegistryWorld, registry_app: Any, tmp_path: Path) -> None:
+def test_tampered_answers_are_rejected(
+    registry_world: RegistryWorld, registry_app: Any, tmp_path: Path
+) -> None:
     w = registry_world
     client = _client(registry_app, CheckpointStore(tmp_path), w.acme_token)
     client.publish(w.alice.bundle("acme/a"))
