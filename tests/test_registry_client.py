@@ -129,5 +129,5 @@ def test_pinned_log_key_mismatch(registry_world: RegistryWorld, registry_app: An
 
     other = generate_signer("registry.test/log").verifier.vkey()
     client = _client(registry_app, CheckpointStore(tmp_path), log_key=other)
-    with pytest.raises(VerificationError, match="trusted log key|invalid"):
+    with pytest.raises(VerificationError, match=r"trusted log key|invalid"):
         client.sync()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -77,10 +78,8 @@ def _poll_checkpoints(url: str, notes: list[str], stop: threading.Event) -> thre
     def run() -> None:
         with httpx.Client(base_url=url, timeout=10) as http:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
                     notes.append(http.get("/v1/log/checkpoint").json()["checkpoint"])
-                except (httpx.HTTPError, ValueError):
-                    pass
                 time.sleep(0.25)
 
     t = threading.Thread(target=run)
