@@ -132,6 +132,14 @@ def describe(condition: Mapping[str, Any]) -> str:
     return repr(dict(condition))
 
 
+def _flatten_any(condition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The alternatives of nested ``any`` conditions, as one list (any(a, any(b, c)) = any(a, b, c))."""
+    flat: list[Mapping[str, Any]] = []
+    for sub in condition["any"]:
+        flat.extend(_flatten_any(sub) if "any" in sub else [sub])
+    return flat
+
+
 def why_false(condition: Mapping[str, Any], context: Mapping[str, Any]) -> str:
     """The smallest part of a false condition that makes it false, with the values the profile gave.
 
@@ -142,7 +150,8 @@ def why_false(condition: Mapping[str, Any], context: Mapping[str, Any]) -> str:
         failing = [c for c in condition["all"] if evaluate(c, context) is False]
         return "; ".join(why_false(c, context) for c in failing)
     if "any" in condition:
-        return "none of (" + "; ".join(why_false(c, context) for c in condition["any"]) + ")"
+        alternatives = _flatten_any(condition)
+        return "none of (" + "; ".join(why_false(c, context) for c in alternatives) + ")"
     if "not" in condition:
         return f"{describe(condition['not'])} holds"
     if "field" in condition:
