@@ -367,3 +367,14 @@ def test_yaml_dates_stay_strings_and_exponents_are_numbers() -> None:
     assert doc == {"d": "2026-07-15", "f": 1e25, "g": 1e25, "h": 7}
     with pytest.raises(UsageError, match="not valid YAML"):
         loads("a: [1\n", "test")
+
+
+def test_rule_dates_and_rule_id_clashes_are_checked(make_profile: MakeProfile) -> None:
+    doc = json.loads(json.dumps(builtin_pack("cn-cac").document))
+    draft = next(r for r in doc["rules"] if "effectiveUntil" in r)
+    draft["effectiveUntil"] = draft["effectiveFrom"]
+    with pytest.raises(SchemaError, match="ends"):
+        parse_pack(doc, "backwards")
+    pack = builtin_pack("us-nist-ai-rmf")
+    with pytest.raises(UsageError, match="more than one pack"):
+        assess(make_profile(), [pack, pack], dt.date(2026, 11, 27))

@@ -25,6 +25,7 @@ from typing import Any
 from attest.compliance import conditions
 from attest.compliance.profile import DECLARED, MISMATCH, VERIFIED, DeploymentProfile
 from attest.compliance.rules import Rule, RulePack
+from attest.errors import UsageError
 
 SATISFIED = "satisfied"
 NOT_SATISFIED = "not-satisfied"
@@ -203,6 +204,10 @@ def assess(
     from attest.compliance.rules import packs_for
 
     chosen = tuple(packs if packs is not None else packs_for(profile.jurisdictions))
+    ids = [rule.id for pack in chosen for rule in pack.rules]
+    clashes = sorted({i for i in ids if ids.count(i) > 1})
+    if clashes:
+        raise UsageError(f"rule ids appear in more than one pack: {', '.join(clashes)}")
     day = date or dt.datetime.now(dt.UTC).date()
     opts = options or Options()
     findings = tuple(evaluate_rule(rule, pack, profile, day, opts) for pack in chosen for rule in pack.rules)

@@ -81,6 +81,12 @@ def parse_pack(document: Any, what: str) -> RulePack:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise SchemaError(f"{what} has duplicate rule ids: {', '.join(duplicates)}")
+    for rule in document["rules"]:
+        until = rule.get("effectiveUntil")
+        if until is not None and until <= rule["effectiveFrom"]:
+            raise SchemaError(
+                f"{what}: rule {rule['id']} ends ({until}) before it starts ({rule['effectiveFrom']})"
+            )
     return RulePack(
         name=document["name"],
         version=document["version"],
