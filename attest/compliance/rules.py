@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,9 @@ def load_pack(path: Path) -> RulePack:
     return parse_pack(_yaml.load_file(path, "rule pack"), f"rule pack {path}")
 
 
+@cache
 def builtin_pack(name: str) -> RulePack:
-    """Load one of the packs shipped in ``attest/compliance/packs/``."""
+    """Load one of the packs shipped in ``attest/compliance/packs/`` (cached: package data never changes)."""
     resource = resources.files("attest.compliance.packs").joinpath(f"{name}.yaml")
     if not resource.is_file():
         known = ", ".join(sorted(BUILTIN_PACKS.values()))
