@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, tuple_
+from sqlalchemy import func, insert, tuple_
 from sqlmodel import Session, and_, col, select
 
 from attest._internal import merkle
@@ -187,20 +187,32 @@ class TransparencyLog:
 
     def append(self, session: Session, leaf_hash: bytes) -> tuple[int, Checkpoint]:
         """Append one leaf; return its index and the checkpoint of the new tree (same transaction)."""
-        index = self.size(session)
-        overlay: dict[NodeKey, bytes] = {(0, index): leaf_hash}
-        new_nodes = [TreeNode(level=0, idx=index, hash=leaf_hash)]
-        level, idx, current = 0, index, leaf_hash
-        while idx & 1:  # this leaf completes subtrees: store each new complete parent
-            left = self._fetch(session, [(level, idx - 1)], overlay)[(level, idx - 1)]
-            current = merkle.node_hash(left, current)
-            level, idx = level + 1, idx >> 1
-            overlay[(level, idx)] = current
-            new_nodes.append(TreeNode(level=level, idx=idx, hash=current))
-        session.add_all(new_nodes)
-        size = index + 1
+        first, checkpoint = self.append_many(session, [leaf_hash])
+        return first, checkpoint
+
+    def append_many(self, session: Session, leaf_hashes: list[bytes]) -> tuple[int, Checkpoint]:
+        """Append leaves in order; return the first index and the one checkpoint of the new tree.
+
+        Bulk loads use this with large batches (one signed checkpoint per batch); publish uses it
+        with one leaf. Node rows go in with one multi-row INSERT.
+        """
+        first = self.size(session)
+        overlay: dict[NodeKey, bytes] = {}
+        rows: list[dict[str, object]] = []
+        for offset, leaf_hash in enumerate(leaf_hashes):
+            level, idx, current = 0, first + offset, leaf_hash
+            overlay[(0, idx)] = current
+            rows.append({"level": 0, "idx": idx, "hash": current})
+            while idx & 1:  # this leaf completes subtrees: store each new complete parent
+                left = self._fetch(session, [(level, idx - 1)], overlay)[(level, idx - 1)]
+                current = merkle.node_hash(left, current)
+                level, idx = level + 1, idx >> 1
+                overlay[(level, idx)] = current
+                rows.append({"level": level, "idx": idx, "hash": current})
+        session.execute(insert(TreeNode), rows)
+        size = first + len(leaf_hashes)
         root = self.root(session, size, overlay)
-        return index, self._sign(session, size, root)
+        return first, self._sign(session, size, root)
 
     def _sign(self, session: Session, size: int, root: bytes) -> Checkpoint:
         note = sign_checkpoint(CheckpointBody(self.origin, size, root), [self.signer])

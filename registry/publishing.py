@@ -15,7 +15,8 @@ import threading
 import time
 from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import insert
+from sqlmodel import Session, select
 
 from attest._internal import merkle
 from attest._internal.log_leaf import leaf_record
@@ -24,6 +25,7 @@ from attest.predicates import REVOCATION_V1
 from attest.verifying import VerifiedAttestation, verify_bundle
 from registry.auth import ForbiddenError, Principal, namespace_of, signer_bound, signer_key
 from registry.entries import render_entry
+from registry.log import LogConsistencyError
 from registry.models import Entry, EntrySubject
 from registry.state import Registry
 
@@ -43,7 +45,7 @@ class UnprocessableBundle(VerificationError):
 _SEQUENCER = threading.Lock()
 
 
-def _subject_rows(att: VerifiedAttestation) -> list[tuple[str, str]]:
+def subject_rows(att: VerifiedAttestation) -> list[tuple[str, str]]:
     """(digest, name) index rows: every sha256 subject, plus the revoked digest of a revocation."""
     rows: dict[str, str] = {}
     for s in att.statement.subjects:
@@ -57,7 +59,7 @@ def _subject_rows(att: VerifiedAttestation) -> list[tuple[str, str]]:
     return list(rows.items())
 
 
-def _namespace(att: VerifiedAttestation) -> str:
+def namespace_for(att: VerifiedAttestation) -> str:
     spaces = set()
     for s in att.statement.subjects:
         try:
@@ -71,48 +73,65 @@ def _namespace(att: VerifiedAttestation) -> str:
     return spaces.pop()
 
 
+def entry_values(att: VerifiedAttestation, namespace: str, index: int, now: int) -> dict[str, Any]:
+    """The ``entry`` row of an accepted attestation (shared by publish and bulk loading)."""
+    who, issuer = signer_key(att.signer)
+    leaf = leaf_record(att, now)
+    return {
+        "log_index": index,
+        "bundle_digest": att.bundle_digest,
+        "envelope_digest": att.envelope_digest,
+        "predicate_type": att.predicate_type,
+        "signer": who,
+        "signer_issuer": issuer or None,
+        "namespace": namespace,
+        "integrated_time": now,
+        "envelope_size": len(json.dumps(att.bundle.get("dsseEnvelope", {}), separators=(",", ":"))),
+        "leaf": leaf.decode(),
+        "leaf_hash": merkle.leaf_hash(leaf),
+        "bundle": json.dumps(att.bundle, separators=(",", ":"), sort_keys=True),
+    }
+
+
+def store_entries(
+    reg: Registry, session: Session, items: list[tuple[VerifiedAttestation, str, list[tuple[str, str]]]]
+) -> list[int]:
+    """Append already-authorised attestations to the log and store them, inside the sequencer
+    transaction; one signed checkpoint covers the batch. Returns their log indices."""
+    now = int(time.time())
+    first = reg.log.size(session)
+    values = [entry_values(att, ns, first + i, now) for i, (att, ns, _) in enumerate(items)]
+    appended, _ = reg.log.append_many(session, [v["leaf_hash"] for v in values])
+    if appended != first:
+        raise LogConsistencyError("log size changed inside the sequencer transaction")
+    session.execute(insert(Entry), values)
+    subjects = [
+        {"log_index": v["log_index"], "digest": d, "name": n}
+        for v, (_, _, pairs) in zip(values, items, strict=True)
+        for d, n in pairs
+    ]
+    session.execute(insert(EntrySubject), subjects)
+    return [v["log_index"] for v in values]
+
+
 def publish(reg: Registry, principal: Principal, body: bytes) -> tuple[dict[str, Any], bool]:
     """Verify and store one bundle; return (entry JSON with proof and checkpoint, created?)."""
     if len(body) > reg.settings.max_bundle_bytes:
         raise PayloadTooLarge(f"bundle is {len(body)} bytes, the limit is {reg.settings.max_bundle_bytes}")
     att = verify_bundle(body, reg.trust)
-    namespace = _namespace(att)
+    namespace = namespace_for(att)
     if not principal.covers(namespace):
         raise ForbiddenError(f"token does not cover namespace {namespace!r}")
     with reg.db.read_session() as session:
         if not signer_bound(session, namespace, att.signer):
             raise ForbiddenError(f"signer {att.signer} is not bound to namespace {namespace!r}")
-    subjects = _subject_rows(att)
-    who, issuer = signer_key(att.signer)
-    envelope_size = len(json.dumps(att.bundle.get("dsseEnvelope", {}), separators=(",", ":")))
-    stored_bundle = json.dumps(att.bundle, separators=(",", ":"), sort_keys=True)
-
+    subjects = subject_rows(att)
     with _SEQUENCER, reg.db.sequencer_session() as session:
         existing = session.exec(
             select(Entry.log_index).where(Entry.bundle_digest == att.bundle_digest)
         ).first()
         if existing is None:
-            now = int(time.time())
-            leaf = leaf_record(att, now)
-            index, _ = reg.log.append(session, merkle.leaf_hash(leaf))
-            session.add(
-                Entry(
-                    log_index=index,
-                    bundle_digest=att.bundle_digest,
-                    envelope_digest=att.envelope_digest,
-                    predicate_type=att.predicate_type,
-                    signer=who,
-                    signer_issuer=issuer or None,
-                    namespace=namespace,
-                    integrated_time=now,
-                    envelope_size=envelope_size,
-                    leaf=leaf.decode(),
-                    leaf_hash=merkle.leaf_hash(leaf),
-                    bundle=stored_bundle,
-                )
-            )
-            session.flush()
-            session.add_all(EntrySubject(log_index=index, digest=d, name=n) for d, n in subjects)
+            index = store_entries(reg, session, [(att, namespace, subjects)])[0]
     # Proofs are computed after commit: the node cache must only ever see committed subtrees.
     with reg.db.read_session() as session:
         entry = session.get(Entry, existing if existing is not None else index)

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -68,37 +69,39 @@ class PgServer:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def postgres_server() -> Iterator[PgServer]:
     """A real PostgreSQL server for the session (loopback TCP, trust auth, fsync off: tests only)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.fail(f"PostgreSQL server binaries (initdb, pg_ctl) not found: install {PG_PACKAGES}")
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp dir: pytest keeps that 0700, and the server runs as another user.
+    root = Path(tempfile.mkdtemp(prefix="attest-pg-"))
     data = root / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root: run the server as the postgres user
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
-        os.chmod(root, 0o700)
-        for parent in root.parents:  # the postgres user must be able to reach the directory
-            if str(parent).startswith(("/tmp", str(tmp_path_factory.getbasetemp()))):
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
     port = free_port()
-    subprocess.run(
+    done = subprocess.run(
         [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if done.returncode:
+        pytest.fail(f"initdb failed: {done.stderr.strip()[-500:]}")
     opts = f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off -c synchronous_commit=off -c max_connections=300"
-    subprocess.run(
+    done = subprocess.run(
         [*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if done.returncode:
+        pytest.fail(f"PostgreSQL did not start: {done.stderr.strip()[-500:]}")
     try:
         yield PgServer("127.0.0.1", port, "postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres")
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
