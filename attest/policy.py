@@ -34,6 +34,8 @@ from attest.statement import strip_algorithm
 from attest.verifying import IdentityRule, SignerIdentity, Trust, VerifiedAttestation
 
 POLICY_API_VERSION = "model-attest.dev/policy/v1"
+# Dates further ahead than this are not trusted to satisfy an age requirement (a "fresh forever" trick).
+CLOCK_SKEW = timedelta(hours=1)
 # An OpenSSF model-signing signature is a manifest too: it satisfies a manifest requirement.
 SATISFIES = {MODEL_MANIFEST_V1: {MODEL_MANIFEST_V1, OMS_SIGNATURE_V1}}
 
@@ -206,6 +208,8 @@ def _check(req: Requirement, att: VerifiedAttestation, now: datetime) -> Reason 
         when = _attestation_time(att)
         if when is None:
             return Reason("ATTESTATION_UNDATED", f"{att.predicate_type} carries no usable date")
+        if when - now > CLOCK_SKEW:
+            return Reason("ATTESTATION_FROM_FUTURE", f"{att.predicate_type} is dated {when:%Y-%m-%d}, in the future")
         if now - when > timedelta(days=req.max_age_days):
             return Reason(
                 "ATTESTATION_STALE",

@@ -127,6 +127,12 @@ def test_stale_scan_denied_and_boundary() -> None:
     assert decide(atts) == set()
 
 
+def test_future_dated_attestation_does_not_satisfy_an_age_requirement() -> None:
+    atts = good()
+    atts[1] = att(BACKDOOR_SCAN_V1, {"result": "PASSED", "scanFinishedOn": "2027-06-01T00:00:00Z"}, SCANNER)
+    assert decide(atts) == {"ATTESTATION_FROM_FUTURE"}
+
+
 def test_not_satisfied_finding_in_required_jurisdiction_denied() -> None:
     atts = good()
     atts[2] = att(
