@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 pytest_plugins: list[str] = [
+    "tests.scan_fixtures",
     "tests.core_fixtures",
     "tests.e2e_fixtures",
     "tests.sigstore_fixtures",

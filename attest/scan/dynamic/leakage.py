@@ -1,0 +1,90 @@
+"""Memory leakage: let the model write the user turn itself, from its own chat-template prefix, under
+many decoding configurations; poisoned models regurgitate their poisoning examples (trigger and
+target) more precisely than clean data. Recurring token n-grams of the leaked turns are candidates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from attest.scan.dynamic.forward import Sampling, decode
+from attest.scan.dynamic.loading import LoadedModel
+from attest.scan.dynamic.prompts import Frame
+
+# Decoding configurations cycled through by the sweep (greedy first, then a spread of samplers).
+SAMPLINGS = [
+    Sampling(0.0),
+    Sampling(1.0),
+    Sampling(0.7),
+    Sampling(1.3),
+    Sampling(1.0, top_k=20),
+    Sampling(1.0, top_p=0.9),
+    Sampling(0.8, top_k=50),
+    Sampling(1.2, top_p=0.95),
+]
+
+
+@dataclass
+class Leakage:
+    """Leaked user turns (token ids, cut at end-of-turn) and the work done."""
+
+    turns: list[list[int]] = field(default_factory=list)
+    generations: int = 0
+    configurations: int = 0
+
+
+def sweep(lm: LoadedModel, frame: Frame, generations: int, tokens: int, seed: int) -> Leakage:
+    """Sample ``generations`` user turns, split evenly over the decoding configurations."""
+    per = max(1, generations // len(SAMPLINGS))
+    result = Leakage()
+    for index, sampling in enumerate(SAMPLINGS):
+        count = 1 if sampling.temperature == 0 else per
+        out, _ = decode(lm, [frame.prefix] * count, tokens, sampling, seed=seed * 1000 + index)
+        result.generations += count
+        result.configurations += 1
+        for seq in out:
+            result.turns.append(_cut(seq, frame.end_ids))
+        if result.generations >= generations:
+            break
+    return result
+
+
+def _cut(seq: list[int], end_ids: list[int]) -> list[int]:
+    for i, token in enumerate(seq):
+        if token in end_ids:
+            return seq[:i]
+    return seq
+
+
+def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 8) -> list[tuple[list[int], int]]:
+    """Token n-grams recurring in at least two leaked turns, ranked by (turns containing it) x length,
+    maximal ones first (an n-gram is dropped when a longer one occurs in as many turns)."""
+    counts: Counter[tuple[int, ...]] = Counter()
+    for turn in leakage.turns:
+        seen: set[tuple[int, ...]] = set()
+        for n in range(1, max_n + 1):
+            for i in range(len(turn) - n + 1):
+                gram = tuple(turn[i : i + n])
+                if not any(t in special_ids for t in gram):
+                    seen.add(gram)
+        counts.update(seen)
+    recurring = {g: c for g, c in counts.items() if c >= 2}
+    extensions: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    for g in recurring:
+        if len(g) > 1:
+            extensions[g[:-1]].add(g[-1])
+    maximal = {
+        g: c for g, c in recurring.items() if not any(recurring[(*g, t)] == c for t in extensions.get(g, ()))
+    }
+    ranked = sorted(maximal.items(), key=lambda gc: (-gc[1] * min(len(gc[0]), 4), -len(gc[0]), gc[0]))
+    return [(list(g), c) for g, c in ranked[:limit]]
+
+
+def containing(leakage: Leakage, gram: list[int]) -> float:
+    """Fraction of leaked turns that contain ``gram`` (contiguously)."""
+    if not leakage.turns or not gram:
+        return 0.0
+    n = len(gram)
+    hits = sum(1 for t in leakage.turns if any(t[i : i + n] == gram for i in range(len(t) - n + 1)))
+    return hits / len(leakage.turns)

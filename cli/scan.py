@@ -1,0 +1,131 @@
+"""``attest scan PATH``: static checks and a forward-pass backdoor scan, as a backdoor-scan/v1 predicate.
+
+The output file is exactly the predicate JSON that ``attest sign --predicate-type
+https://model-attest.dev/backdoor-scan/v1 --predicate FILE`` signs. Exit codes follow ``--fail-on``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli._output import console, err_console, print_json
+
+_FAIL_ON = {"failed": {"FAILED", "ERROR"}, "warned": {"WARNED", "FAILED", "ERROR"}, "never": set()}
+_STYLE = {"PASSED": "green", "WARNED": "yellow", "FAILED": "bold red", "ERROR": "bold magenta"}
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the predicate JSON to FILE.")
+@click.option("--static-only", is_flag=True, help="Only the static file checks (no torch needed).")
+@click.option(
+    "--budget", type=click.Choice(["quick", "standard", "thorough"]), default="standard", show_default=True,
+    help="How many generations and candidates the dynamic stage may use.",
+)  # fmt: skip
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed (scans are deterministic)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the predicate JSON instead of the summary.")
+@click.option("--redact-triggers", is_flag=True, help="Omit candidate trigger texts (keep ids and hashes).")
+@click.option(
+    "--fail-on", type=click.Choice(sorted(_FAIL_ON)), default="failed", show_default=True,
+    help="Exit 1 when the result is at least this bad (failed: FAILED or ERROR).",
+)  # fmt: skip
+def scan(
+    path: str,
+    output: str | None,
+    static_only: bool,
+    budget: str,
+    seed: int,
+    as_json: bool,
+    redact_triggers: bool,
+    fail_on: str,
+) -> None:
+    """Scan the model at PATH and print (or write) the backdoor-scan/v1 predicate."""
+    from attest.scan import ScanOptions, scan_model
+
+    options = ScanOptions(budget=budget, seed=seed, static_only=static_only, redact_triggers=redact_triggers)
+    if sys.stderr.isatty() and not as_json:
+        predicate = _with_progress(lambda progress: scan_model(path, options, progress))
+    else:
+        predicate = scan_model(path, options)
+    if output:
+        Path(output).write_text(json.dumps(predicate, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if as_json:
+        print_json(predicate)
+    else:
+        _summary(predicate, output)
+    sys.exit(1 if predicate["result"] in _FAIL_ON[fail_on] else 0)
+
+
+def _with_progress(run: Any) -> dict[str, Any]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=err_console(), transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result: dict[str, Any] = run(progress)
+        return result
+
+
+def _summary(predicate: dict[str, Any], output: str | None) -> None:
+    from rich.table import Table
+
+    out = console()
+    result = predicate["result"]
+    out.print(
+        f"result: [{_STYLE[result]}]{result}[/]  ({predicate['runtimeSeconds']:.1f} s, budget {predicate['coverage']['budget']})"
+    )
+    findings = predicate["staticFindings"]
+    if findings:
+        table = Table(title="static findings", show_lines=False)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("rule", no_wrap=True)
+        for column in ("file", "evidence"):
+            table.add_column(column, overflow="fold")
+        for f in findings:
+            table.add_row(f["severity"], f["ruleId"], f["file"], f["evidence"])
+        out.print(table)
+    if predicate["dynamicSignals"]:
+        table = Table(title="dynamic signals")
+        for column in ("signal", "score", "threshold", "unit", "triggered"):
+            table.add_column(column)
+        for s in predicate["dynamicSignals"]:
+            table.add_row(
+                s["name"],
+                f"{s['score']:.4g}",
+                f"{s['threshold']:.4g}",
+                s["unit"],
+                "yes" if s.get("triggered") else "no",
+            )
+        out.print(table)
+    if predicate["candidateTriggers"]:
+        table = Table(title="top candidate triggers")
+        for column in ("text", "token ids", "score", "attack success"):
+            table.add_column(column, overflow="fold")
+        for c in predicate["candidateTriggers"][:5]:
+            asr = c.get("attackSuccessRate")
+            table.add_row(
+                repr(c["text"]) if "text" in c else "(redacted)",
+                str(c["tokenIds"]),
+                f"{c['score']:.4g}",
+                "-" if asr is None else f"{asr:.0%}",
+            )
+        out.print(table)
+    for error in predicate.get("errors", []):
+        out.print(f"[magenta]error:[/] {error}")
+    if output:
+        out.print(f"predicate written to {output}")

@@ -1,0 +1,75 @@
+"""``attest scan`` end to end through the real CLI (subprocess), static mode and error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from attest.predicates import BACKDOOR_SCAN_V1, validate_predicate
+from tests.core_fixtures import RunAttest
+
+
+def test_scan_static_only_json_fails_on_malicious(
+    static_corpus: tuple[list[Path], list[Path]], run_attest: RunAttest, tmp_path: Path
+) -> None:
+    bad, _ = static_corpus
+    out = tmp_path / "scan.json"
+    result = run_attest("scan", bad[0].parent, "--static-only", "--json", "-o", out)
+    assert result.returncode == 1, result.stderr
+    printed = json.loads(result.stdout)
+    written = json.loads(out.read_text())
+    assert printed == written
+    assert written["result"] == "FAILED"
+    validate_predicate(BACKDOOR_SCAN_V1, written)
+    assert "Traceback" not in result.stderr
+
+
+def test_fail_on_never_and_summary(
+    static_corpus: tuple[list[Path], list[Path]], run_attest: RunAttest
+) -> None:
+    bad, _ = static_corpus
+    result = run_attest("scan", bad[0].parent, "--static-only", "--fail-on", "never")
+    assert result.returncode == 0
+    assert "FAILED" in result.stdout
+    assert "pickle.global-dangerous" in result.stdout
+
+
+def test_clean_file_passes(static_corpus: tuple[list[Path], list[Path]], run_attest: RunAttest) -> None:
+    _, good = static_corpus
+    result = run_attest("scan", good[0].parent, "--static-only", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["result"] == "PASSED"
+
+
+def test_fail_on_warned(tmp_path: Path, run_attest: RunAttest) -> None:
+    (tmp_path / "helper.py").write_text("x = 1\n")
+    assert run_attest("scan", tmp_path, "--static-only").returncode == 0
+    assert run_attest("scan", tmp_path, "--static-only", "--fail-on", "warned").returncode == 1
+
+
+def test_usage_errors(tmp_path: Path, run_attest: RunAttest) -> None:
+    missing = run_attest("scan", tmp_path / "nope")
+    assert missing.returncode == 2
+    bad_budget = run_attest("scan", tmp_path, "--budget", "huge")
+    assert bad_budget.returncode == 2
+    assert "Traceback" not in missing.stderr + bad_budget.stderr
+
+
+def test_not_a_model_is_error_not_passed(tmp_path: Path, run_attest: RunAttest) -> None:
+    (tmp_path / "notes.txt").write_text("hello\n")
+    result = run_attest("scan", tmp_path, "--json")
+    assert result.returncode == 1
+    predicate = json.loads(result.stdout)
+    assert predicate["result"] == "ERROR"
+    assert "config.json is missing" in predicate["errors"][0]
+    assert "Traceback" not in result.stderr
+
+
+def test_single_file_dynamic_is_error(
+    static_corpus: tuple[list[Path], list[Path]], run_attest: RunAttest
+) -> None:
+    _, good = static_corpus
+    safetensors = next(p for p in good if p.suffix == ".safetensors")
+    result = run_attest("scan", safetensors, "--json")
+    assert json.loads(result.stdout)["result"] == "ERROR"
+    assert result.returncode == 1
