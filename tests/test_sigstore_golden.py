@@ -40,7 +40,7 @@ def test_golden_bundle_verifies_after_certificate_expiry(variant: str, js_verifi
     trust = keyless_trust(GOLDEN / "trusted_root.json", identity=META["identity"], issuer=META["issuer"])
     att = verify_bundle(path.read_bytes(), trust, expected_digest=META["modelDigest"])
     assert att.signer.identity == META["identity"]
-    assert att.statement.subject[0]["name"] == "golden/tiny"
+    assert att.statement.subjects[0].name == "golden/tiny"
     js = js_verify(path, GOLDEN / "trusted_root.json", META["identity"], META["issuer"])
     assert js["subjectAlternativeName"] == META["identity"]
 
