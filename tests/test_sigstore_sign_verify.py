@@ -309,3 +309,46 @@ def test_signed_payload_is_exactly_the_statement_bytes(
     doc = signer.sign_statement(statement)
     assert base64.b64decode(doc["dsseEnvelope"]["payload"]) == statement
     assert doc["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def test_constitution_binding_and_vsa_sign_keyless(
+    keyless_signed: SignedSet, sigstore_domain: RunningDomain, tmp_path: Path, js_verifier: None
+) -> None:
+    """Predicates built by other parts of the project go through the same keyless signer."""
+    from attest.constitution import binding_predicate
+    from attest.model_verification import verify_model
+    from attest.predicates import CONSTITUTION_BINDING_V1, VERIFICATION_SUMMARY_V1
+    from attest.vsa import sign_vsa
+
+    trust = keyless_trust(sigstore_domain.trusted_root, issuer=sigstore_domain.issuer)
+    binding = binding_predicate(
+        b"# Rules\n\nBe helpful.\n", name="tiny-constitution", version="1", relationship="system-prompt"
+    )
+    doc = sign_keyless(
+        sigstore_domain,
+        "rekor1-tsa",
+        keyless_signed.model,
+        predicate_type=CONSTITUTION_BINDING_V1,
+        predicate=binding,
+    )
+    att = verify_bundle(json.dumps(doc), trust, keyless_signed.digest)
+    assert att.predicate["relationship"] == "system-prompt"
+
+    decision = verify_model(keyless_signed.model, [keyless_signed.bundles["rekor1-set"]], trust)
+    assert decision.allowed, decision.reasons
+    signer = SigstoreSigner(
+        sigstore_domain.token("registry@example.test"),
+        sigstore_domain.trust_configs["rekor2-tsa"],
+        interactive=False,
+    )
+    vsa = sign_vsa(signer, decision, "org/tiny")
+    vsa_trust = keyless_trust(
+        sigstore_domain.trusted_root, identity="registry@example.test", issuer=sigstore_domain.issuer
+    )
+    att = verify_bundle(json.dumps(vsa), vsa_trust, keyless_signed.digest)
+    assert att.predicate_type == VERIFICATION_SUMMARY_V1
+    assert att.predicate["verificationResult"] == "PASSED"
+    for name, bundle, identity in (("binding", doc, SIGNER_IDENTITY), ("vsa", vsa, "registry@example.test")):
+        path = tmp_path / f"{name}.sigstore.json"
+        path.write_text(json.dumps(bundle))
+        js_verify(path, sigstore_domain.trusted_root, identity, sigstore_domain.issuer)
