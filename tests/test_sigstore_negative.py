@@ -106,6 +106,25 @@ def _changed_proof_hash(doc: Doc, ctx: Ctx) -> Doc:
     return doc
 
 
+def _time_outside_certificate(doc: Doc, ctx: Ctx) -> Doc:
+    """The log (whose key we hold) vouches, with a valid SET, for a time after the certificate expired."""
+    import rfc8785
+
+    from tests.sigstore_domain import pki
+
+    entry = _entry(doc)
+    entry["integratedTime"] = str(int(entry["integratedTime"]) + 3600)
+    payload = {
+        "body": entry["canonicalizedBody"],
+        "integratedTime": int(entry["integratedTime"]),
+        "logID": base64.b64decode(entry["logId"]["keyId"]).hex(),
+        "logIndex": int(entry["logIndex"]),
+    }
+    signature = pki.sign(ctx.local.domain.rekor1.key, rfc8785.dumps(payload))
+    entry["inclusionPromise"] = {"signedEntryTimestamp": base64.b64encode(signature).decode()}
+    return doc
+
+
 def _other_model_digest(ctx: Ctx) -> str:
     """The bundle is about ``ctx.signed.model``; the verifier holds a different model."""
     other = make_model(ctx.tmp / "another-model")
@@ -161,6 +180,9 @@ CASES: dict[str, Case] = {
         _changed_proof_hash,
         r"inclusion proof contains invalid root hash",
         "TLOG_INCLUSION_PROOF_ERROR",
+    ),
+    "log time outside the certificate's validity": Case(
+        "rekor1-set", _time_outside_certificate, r"cert is not valid at validation time", "CERTIFICATE_ERROR"
     ),
     "subject is another model": Case(
         "rekor2-tsa",
