@@ -220,10 +220,20 @@ def _issuer(cert: Certificate) -> str | None:
             return bytes(ext.value.value).decode(errors="replace")
     for ext in cert.extensions:
         if ext.oid == _OIDC_ISSUER_V2:
-            from asn1crypto.core import UTF8String
-
-            return str(UTF8String.load(bytes(ext.value.value)).native)
+            return _der_utf8_string(bytes(ext.value.value))
     return None
+
+
+def _der_utf8_string(der: bytes) -> str | None:
+    """Decode a DER UTF8String (tag 0x0c, short or long length form); None if it is not one."""
+    if len(der) < 2 or der[0] != 0x0C:
+        return None
+    length, offset = der[1], 2
+    if length & 0x80:
+        n = length & 0x7F
+        length, offset = int.from_bytes(der[2 : 2 + n], "big"), 2 + n
+    body = der[offset : offset + length]
+    return body.decode("utf-8", errors="replace") if len(body) == length else None
 
 
 @dataclass(frozen=True)

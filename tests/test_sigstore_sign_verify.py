@@ -352,3 +352,39 @@ def test_constitution_binding_and_vsa_sign_keyless(
         path = tmp_path / f"{name}.sigstore.json"
         path.write_text(json.dumps(bundle))
         js_verify(path, sigstore_domain.trusted_root, identity, sigstore_domain.issuer)
+
+
+def test_certificate_identity_reads_issuer_v1_or_v2_extension() -> None:
+    """Fulcio writes the issuer twice (legacy raw string, and DER UTF8String); either alone suffices."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from attest._sigstore import _der_utf8_string, certificate_identity
+    from tests.sigstore_domain.pki import OIDC_ISSUER_V2_OID
+
+    long_issuer = "https://" + "i" * 200 + ".test"  # > 127 bytes: DER long length form
+    der = b"\x0c\x81" + bytes([len(long_issuer)]) + long_issuer.encode()
+    assert _der_utf8_string(der) == long_issuer
+    assert _der_utf8_string(b"\x04\x03abc") is None  # an OCTET STRING is not an issuer
+    assert _der_utf8_string(b"\x0c\x05abc") is None  # truncated
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "ca")]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(minutes=10))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("https://ci.test/wf")]), True
+        )
+        .add_extension(x509.UnrecognizedExtension(OIDC_ISSUER_V2_OID, der), False)
+        .sign(key, hashes.SHA256())
+    )
+    assert certificate_identity(cert) == (["https://ci.test/wf"], long_issuer)
