@@ -12,6 +12,7 @@ Unknown digests, unverifiable bundles and unknown model references are denials, 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import time
@@ -34,15 +35,26 @@ _REF = re.compile(r"^(?P<name>[^@\s]+/[^@\s]+)@(?P<digest>sha256:[0-9a-fA-F]{64}
 CACHE_TTL_S = 60.0
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A decision and its JSON body, serialised once: a cache hit sends stored bytes."""
+
+    decision: dict[str, Any]
+    body: bytes
+
+    def response_body(self, cached: bool) -> bytes:
+        return self.body[:-1] + (b',"cached":true}' if cached else b',"cached":false}')
+
+
 class AdmissionCache:
     """A bounded LRU of decisions; a hit costs a dictionary lookup and one log-size read."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._data: OrderedDict[tuple[str, str, int], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._data: OrderedDict[tuple[str, str, int], tuple[float, Decided]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, int]) -> dict[str, Any] | None:
+    def get(self, key: tuple[str, str, int]) -> Decided | None:
         with self._lock:
             hit = self._data.get(key)
             if hit is None:
@@ -53,7 +65,7 @@ class AdmissionCache:
             self._data.move_to_end(key)
             return hit[1]
 
-    def put(self, key: tuple[str, str, int], decision: dict[str, Any]) -> None:
+    def put(self, key: tuple[str, str, int], decision: Decided) -> None:
         with self._lock:
             self._data[key] = (time.monotonic(), decision)
             self._data.move_to_end(key)
@@ -115,11 +127,17 @@ def _load_verified(
     return verified, used, failures
 
 
-def decide(reg: Registry, model_digest: str, choice: PolicyChoice) -> tuple[dict[str, Any], bool]:
+def cached_decision(reg: Registry, model_digest: str, choice: PolicyChoice) -> Decided | None:
+    """A cache hit without touching the database (log size from the registry's size tracker)."""
+    return reg.admission_cache.get((normalise_digest(model_digest), choice.digest, reg.log_size_hint()))
+
+
+def decide(reg: Registry, model_digest: str, choice: PolicyChoice) -> tuple[Decided, bool]:
     """Decision JSON for one model digest; (decision, served from cache?)."""
     digest = normalise_digest(model_digest)
     with reg.db.read_session() as session:
         size = reg.log.size(session)
+        reg.note_log_size(size)
         key = (digest, choice.digest, size)
         cached = reg.admission_cache.get(key)
         if cached is not None:
@@ -144,8 +162,9 @@ def decide(reg: Registry, model_digest: str, choice: PolicyChoice) -> tuple[dict
             if r.bundle_digest in used
         ]
         out["checkpoint"] = checkpoint.note
-    reg.admission_cache.put(key, out)
-    return out, False
+    decided = Decided(out, json.dumps(out, separators=(",", ":")).encode())
+    reg.admission_cache.put(key, decided)
+    return decided, False
 
 
 def model_refs(review: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -192,7 +211,7 @@ def review(reg: Registry, body: dict[str, Any]) -> dict[str, Any]:
             refs = []
     for name, digest in refs:
         try:
-            decision, _ = decide(reg, digest, choice)
+            decision = decide(reg, digest, choice)[0].decision
         except AttestError as exc:
             denials.append(f"{name}@{digest}: {exc.message}")
             continue

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from registry.auth import Principal, authenticate
 from registry.state import Registry
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
+    """Async on purpose: a sync dependency costs a thread-pool hop on every request."""
     reg: Registry = request.app.state.registry
     return reg
 
@@ -28,11 +30,10 @@ def require_admin(principal: Annotated[Principal, Depends(require_token)]) -> Pr
     return principal
 
 
-def reader(reg: RegistryDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def reader(reg: RegistryDep, authorization: Annotated[str | None, Header()] = None) -> None:
     """Reads are public unless the server is configured to require a token for them."""
     if reg.settings.read_token_required:
-        with reg.db.read_session() as session:
-            authenticate(session, authorization)
+        await run_in_threadpool(require_token, reg, authorization)
 
 
 PrincipalDep = Annotated[Principal, Depends(require_token)]

@@ -142,6 +142,7 @@ def publish(reg: Registry, principal: Principal, body: bytes) -> tuple[dict[str,
         return rendered, False
     reg.metrics.published.inc()
     reg.metrics.log_size.set(checkpoint.size)
+    reg.note_log_size(checkpoint.size)
     if att.predicate_type == REVOCATION_V1:
         reg.admission_cache.clear()
     log.info(

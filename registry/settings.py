@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     read_token_required: bool = False
     migrate: bool = True  # run Alembic migrations at startup
     admission_cache_size: int = 10_000
+    # How stale this process's view of the log size may be for admission cache hits when *another*
+    # process appended (own publishes are seen at once). 0 = query the database on every decision.
+    size_refresh_s: float = 0.25
     db_pool_size: int = 20
 
     @property

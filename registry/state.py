@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,25 @@ class Registry:
         self.trust: Trust = load_trust(settings.trust_file)
         self.policy: Policy | None = Policy.load(settings.policy_file) if settings.policy_file else None
         self.admission_cache = AdmissionCache(settings.admission_cache_size)
+        self._size_lock = threading.Lock()
+        self._size, self._size_checked = 0, 0.0
         self.metrics = Metrics()
         log.info("registry started", extra={"fields": self.describe()})
+
+    def note_log_size(self, size: int) -> None:
+        """Record a log size this process has seen committed (publishes and reads call this)."""
+        with self._size_lock:
+            if size > self._size:
+                self._size = size
+            self._size_checked = time.monotonic()
+
+    def log_size_hint(self) -> int:
+        """The log size for cache keys: exact for this process's own publishes; publishes by other
+        processes (workers, bulk loads) are seen within ``size_refresh_s``."""
+        if time.monotonic() - self._size_checked > self.settings.size_refresh_s:
+            with self.db.read_session() as session:
+                self.note_log_size(self.log.size(session))
+        return self._size
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,23 @@ class PgServer:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PgServer]:
     """A real PostgreSQL server for the session (loopback TCP, trust auth, fsync off: tests only)."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PgUnavailable as exc:
+        pytest.fail(str(exc))
+
+
+class PgUnavailable(Exception):
+    """PostgreSQL binaries are missing or the server would not start."""
+
+
+@contextmanager
+def running_postgres(durable: bool = False) -> Iterator[PgServer]:
+    """Start a throwaway PostgreSQL server (also used by bench/registry.py, with ``durable=True``)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.fail(f"PostgreSQL server binaries (initdb, pg_ctl) not found: install {PG_PACKAGES}")
+        raise PgUnavailable(f"PostgreSQL server binaries (initdb, pg_ctl) not found: install {PG_PACKAGES}")
     # Not under pytest's tmp dir: pytest keeps that 0700, and the server runs as another user.
     root = Path(tempfile.mkdtemp(prefix="attest-pg-"))
     data = root / "data"
@@ -88,15 +103,17 @@ def postgres_server() -> Iterator[PgServer]:
         text=True,
     )
     if done.returncode:
-        pytest.fail(f"initdb failed: {done.stderr.strip()[-500:]}")
-    opts = f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off -c synchronous_commit=off -c max_connections=300"
+        raise PgUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+    opts = f"-p {port} -h 127.0.0.1 -k {root} -c max_connections=300 -c shared_buffers=512MB"
+    if not durable:
+        opts += " -c fsync=off -c synchronous_commit=off"
     done = subprocess.run(
         [*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
         capture_output=True,
         text=True,
     )
     if done.returncode:
-        pytest.fail(f"PostgreSQL did not start: {done.stderr.strip()[-500:]}")
+        raise PgUnavailable(f"PostgreSQL did not start: {done.stderr.strip()[-500:]}")
     try:
         yield PgServer("127.0.0.1", port, "postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres")
     finally:
@@ -110,10 +127,11 @@ class Publisher:
 
     name: str
     directory: Path
+    algorithm: str = "ecdsa-p256"
     signer: KeySigner = field(init=False)
 
     def __post_init__(self) -> None:
-        key = generate_private_key("ecdsa-p256")
+        key = generate_private_key(self.algorithm)
         self.signer = KeySigner(key)
         self.public_pem = self.directory / f"{self.name}.pub"
         self.public_pem.write_bytes(spki_pem(key.public_key()))

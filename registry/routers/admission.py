@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from registry.admission import choose_policy, decide, review
+from registry.admission import cached_decision, choose_policy, decide, review
 from registry.deps import ReaderDep, RegistryDep
 
 router = APIRouter(prefix="/v1/admission", tags=["admission"], dependencies=[ReaderDep])
@@ -19,10 +20,15 @@ class EvaluateRequest(BaseModel):
 
 
 @router.post("/evaluate", summary="Decide whether a model digest is admissible under a policy")
-def evaluate(reg: RegistryDep, body: EvaluateRequest) -> Any:
-    decision, cached = decide(reg, body.model_digest, choose_policy(reg, body.policy))
-    reg.metrics.admission.labels(str(decision["allowed"]).lower(), str(cached).lower()).inc()
-    return decision | {"cached": cached}
+async def evaluate(reg: RegistryDep, body: EvaluateRequest) -> Response:
+    choice = choose_policy(reg, body.policy)
+    hit = cached_decision(reg, body.model_digest, choice)  # the hot path: no thread hop, no query
+    if hit is not None:
+        reg.metrics.admission.labels(str(hit.decision["allowed"]).lower(), "true").inc()
+        return Response(hit.response_body(True), media_type="application/json")
+    decided, cached = await run_in_threadpool(decide, reg, body.model_digest, choice)
+    reg.metrics.admission.labels(str(decided.decision["allowed"]).lower(), str(cached).lower()).inc()
+    return Response(decided.response_body(cached), media_type="application/json")
 
 
 @router.post("/review", summary="Kubernetes AdmissionReview v1 (validating webhook)")
