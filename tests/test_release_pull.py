@@ -364,3 +364,83 @@ def test_pull_unknown_version_and_bad_ref(
         tmp_path / "x",
     )
     assert bad.returncode == 2 and "org/model@VERSION" in bad.stderr
+
+
+PROFILE = """name: acme-tiny-eu
+jurisdictions: [EU]
+roles: [gpai-provider]
+features: {{interactsWithPeople: true, generatedContent: [text]}}
+model: {{trainingComputeFlop: 1e20, openSource: true, systemicRiskDesignated: false, placedOnMarket: 2026-01-10, generative: true}}
+controls: {{copyrightPolicy: {copyright}, trainingContentSummary: true, technicalDocumentation: true, aiIdentityDisclosure: true}}
+"""
+GOVERNED_POLICY = (
+    MANIFEST_POLICY
+    + """  - predicateType: https://model-attest.dev/compliance-assessment/v1
+    signedBy: [publisher]
+    jurisdictions: [EU]
+    maxAgeDays: 365
+  - predicateType: https://model-attest.dev/constitution-binding/v1
+    signedBy: [publisher]
+    approvedConstitutions: ["{approved}"]
+    relationships: [trained-with]
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "copyright,approve_ours,expected",
+    [
+        ("true", True, None),
+        ("false", True, "COMPLIANCE_NOT_SATISFIED"),
+        ("true", False, "CONSTITUTION_NOT_APPROVED"),
+    ],
+)
+def test_compliance_and_constitution_signed_published_enforced(
+    tmp_path: Path,
+    e2e_registry: E2ERegistry,
+    run_attest: RunAttest,
+    copyright: str,
+    approve_ours: bool,
+    expected: str | None,
+) -> None:
+    """Issue 5's end-to-end: both predicates are signed, published, and enforced by a consumer policy."""
+    model = make_model(tmp_path / "publisher" / "tiny")
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(PROFILE.format(copyright=copyright))
+    constitution = tmp_path / "constitution.md"
+    constitution.write_text("# Honesty\n\nNever deceive.\n\n# Harm\n\nRefuse to help with harm.\n")
+    released = release(
+        run_attest,
+        e2e_registry,
+        model,
+        "--no-scan",
+        "--profile",
+        profile,
+        "--date",
+        "2026-11-27",
+        "--constitution",
+        constitution,
+        "--relationship",
+        "trained-with",
+    )
+    assert released.returncode == 0, released.stderr
+    kinds = [r["kind"] for r in json.loads(released.stdout)["published"]]
+    assert kinds == ["manifest", "compliance", "constitution"]
+    digest = json.loads(run_attest("constitution", "digest", constitution, "--json").stdout)[
+        "canonicalDigest"
+    ]["sha256"]
+    approved = f"sha256:{digest}" if approve_ours else "sha256:" + "0" * 64
+    policy = tmp_path / "governed.yaml"
+    policy.write_text(GOVERNED_POLICY.format(pub=e2e_registry.pub, approved=approved))
+    dest = tmp_path / "consumer" / "tiny"
+    result = pull(run_attest, e2e_registry, policy, str(model), dest)
+    if expected is None:
+        assert result.returncode == 0, result.stderr
+        assert {e["predicateType"].rsplit("/", 2)[1] for e in json.loads(result.stdout)["evidence"]} == {
+            "model-manifest",
+            "compliance-assessment",
+            "constitution-binding",
+        }
+    else:
+        assert result.returncode == 1 and expected in result.stderr
+        assert not dest.exists()
