@@ -127,9 +127,9 @@ def _load_verified(
     return verified, used, failures
 
 
-def cached_decision(reg: Registry, model_digest: str, choice: PolicyChoice) -> Decided | None:
-    """A cache hit without touching the database (log size from the registry's size tracker)."""
-    return reg.admission_cache.get((normalise_digest(model_digest), choice.digest, reg.log_size_hint()))
+def cached_decision(reg: Registry, model_digest: str, choice: PolicyChoice, log_size: int) -> Decided | None:
+    """A cache hit without touching the database (``log_size`` from the registry's size tracker)."""
+    return reg.admission_cache.get((normalise_digest(model_digest), choice.digest, log_size))
 
 
 def decide(reg: Registry, model_digest: str, choice: PolicyChoice) -> tuple[Decided, bool]:

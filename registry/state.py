@@ -80,12 +80,19 @@ class Registry:
                 self._size = size
             self._size_checked = time.monotonic()
 
-    def log_size_hint(self) -> int:
-        """The log size for cache keys: exact for this process's own publishes; publishes by other
-        processes (workers, bulk loads) are seen within ``size_refresh_s``."""
+    def log_size_hint(self) -> int | None:
+        """The log size for admission cache keys, or None when it must be re-read (``refresh_log_size``).
+
+        Exact for this process's own publishes; appends by other processes (workers, bulk loads) are
+        seen within ``size_refresh_s``. Never touches the database, so the event loop can call it.
+        """
         if time.monotonic() - self._size_checked > self.settings.size_refresh_s:
-            with self.db.read_session() as session:
-                self.note_log_size(self.log.size(session))
+            return None
+        return self._size
+
+    def refresh_log_size(self) -> int:
+        with self.db.read_session() as session:
+            self.note_log_size(self.log.size(session))
         return self._size
 
     def describe(self) -> dict[str, Any]:

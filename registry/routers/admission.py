@@ -22,7 +22,10 @@ class EvaluateRequest(BaseModel):
 @router.post("/evaluate", summary="Decide whether a model digest is admissible under a policy")
 async def evaluate(reg: RegistryDep, body: EvaluateRequest) -> Response:
     choice = choose_policy(reg, body.policy)
-    hit = cached_decision(reg, body.model_digest, choice)  # the hot path: no thread hop, no query
+    size = reg.log_size_hint()
+    if size is None:  # stale: re-read off the event loop
+        size = await run_in_threadpool(reg.refresh_log_size)
+    hit = cached_decision(reg, body.model_digest, choice, size)  # the hot path: no thread hop, no query
     if hit is not None:
         reg.metrics.admission.labels(str(hit.decision["allowed"]).lower(), "true").inc()
         return Response(hit.response_body(True), media_type="application/json")
