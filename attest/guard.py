@@ -64,17 +64,6 @@ class _State:
 _STATE = _State()
 
 
-def _bundles_for(model: Path, config: GuardConfig) -> list[BundleInput]:
-    bundles = [BundleInput(p.name, p.read_bytes(), p) for p in sorted(model.glob("*.sigstore.json"))]
-    if config.registry:
-        from attest.manifest import compute_manifest
-        from attest.registry_client import fetch_logged_bundles
-
-        digest = compute_manifest(model).digest
-        bundles += [BundleInput(name, data) for name, data in fetch_logged_bundles(config.registry, digest)]
-    return bundles
-
-
 def verify_snapshot(source: Path | str, config: GuardConfig | None = None) -> tuple[Path, Decision]:
     """Copy ``source`` to a private snapshot, verify the copy, and return it (or raise ModelRefused)."""
     config = config or _STATE.config or config_from_env()
@@ -91,8 +80,8 @@ def verify_snapshot(source: Path | str, config: GuardConfig | None = None) -> tu
         copy = snap / source.name
         try:
             shutil.copytree(source, copy, symlinks=False)
-            bundles = _bundles_for(copy, config)
-            decision = verify_model(copy, bundles, config.trust, config.policy)
+            local = [BundleInput(p.name, p.read_bytes(), p) for p in sorted(copy.glob("*.sigstore.json"))]
+            decision = verify_model(copy, local, config.trust, config.policy, registry=config.registry)
         except AttestError as exc:
             shutil.rmtree(snap, ignore_errors=True)
             raise ModelRefused(source, None, exc.message) from None

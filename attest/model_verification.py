@@ -75,14 +75,22 @@ def verify_model(
     trust: Trust | None = None,
     policy: Policy | None = None,
     now: datetime | None = None,
+    registry: str | None = None,
 ) -> Decision:
     """Verify local model files and their bundles against a policy; never raises for a denial.
 
-    Every bundle must verify and be about these exact files; then the policy decides. Usage errors
-    (unreadable bundle file, bad model path) still raise, since no decision can be made.
+    Every bundle must verify and be about these exact files; then the policy decides. With
+    ``registry``, the registry's attestations for the files' digest are added, each proven in its log.
+    Usage errors (unreadable bundle file, bad model path) still raise: no decision can be made.
     """
     model = Path(model)
     inputs = [b if isinstance(b, BundleInput) else read_bundles([b])[0] for b in bundles]
+    prehashed: Manifest | None = None
+    if registry is not None:
+        from attest.registry_client import fetch_logged_bundles
+
+        prehashed = compute_manifest(model, progress=True)
+        inputs += [BundleInput(name, data) for name, data in fetch_logged_bundles(registry, prehashed.digest)]
     base_trust = trust or Trust()
     policy = policy or Policy.default(base_trust)
     trust = policy.trust(base_trust)
@@ -95,9 +103,11 @@ def verify_model(
         except AttestError as exc:
             failures.append((b.name, exc.message))
 
-    actual = compute_manifest(
-        model, ignores=_ignores_for([v for _, v in verified], model, inputs), progress=True
-    )
+    ignores = _ignores_for([v for _, v in verified], model, inputs)
+    if prehashed is not None and prehashed.ignores == ignores:
+        actual = prehashed  # the registry lookup already hashed the files with these ignores
+    else:
+        actual = compute_manifest(model, ignores=ignores, progress=True)
     decision = Decision(True, actual.digest, policy_digest=policy.digest or None)
     for name, message in failures:
         decision.deny("BUNDLE_UNVERIFIED", f"{name}: {message}")

@@ -61,9 +61,9 @@ def print_decision(decision: Decision) -> None:
     "bundles",
     multiple=True,
     type=click.Path(path_type=Path),
-    required=True,
     help="Sigstore bundle (repeatable).",
 )
+@click.option("--registry", envvar="ATTEST_REGISTRY", help="Also use the registry's attestations (each proven in its log).")
 @click.option(
     "--key",
     "keys",
@@ -95,6 +95,7 @@ def verify(
     bundles: tuple[Path, ...],
     keys: tuple[Path, ...],
     policy_path: Path | None,
+    registry: str | None,
     vsa_out: Path | None,
     vsa_key: Path | None,
     model_name: str | None,
@@ -109,7 +110,9 @@ def verify(
     trust = trust_from_options(keys, **keyless)
     if vsa_out is not None and vsa_key is None:
         raise UsageError("--vsa needs --vsa-key to sign the verification summary")
-    decision = verify_model(path, bundles, trust, policy)
+    if not bundles and not registry:
+        raise UsageError("give --bundle FILE (repeatable) and/or --registry URL")
+    decision = verify_model(path, bundles, trust, policy, registry=registry)
     if vsa_out is not None and vsa_key is not None:
         bundle = sign_vsa(make_signer(vsa_key), decision, model_name or path.resolve().name, policy_uri=str(policy_path or ""))
         write_atomic(vsa_out, json.dumps(bundle, indent=2).encode() + b"\n")

@@ -59,3 +59,12 @@ def keypair(tmp_path: Path, run_attest: RunAttest) -> tuple[Path, Path]:
     result = run_attest("keygen", "--out", prefix)
     assert result.returncode == 0, result.stderr
     return Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_checkpoint_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets its own client checkpoint store: registries on reused loopback ports are
+    different logs, and must not look like a fork of each other."""
+    monkeypatch.setenv("ATTEST_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("checkpoints")))

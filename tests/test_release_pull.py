@@ -444,3 +444,17 @@ def test_compliance_and_constitution_signed_published_enforced(
     else:
         assert result.returncode == 1 and expected in result.stderr
         assert not dest.exists()
+
+
+def test_verify_against_registry(
+    released: tuple[Path, Path], e2e_registry: E2ERegistry, run_attest: RunAttest
+) -> None:
+    """`attest verify MODEL --registry URL --policy P`: attestations fetched, proven, verified locally."""
+    model, policy = released
+    ok = run_attest("verify", model, "--registry", e2e_registry.url, "--policy", policy, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["evidence"][0]["predicateType"].endswith("/model-manifest/v1")
+    (model / "tokenizer.json").write_text("{}\n")
+    changed = run_attest("verify", model, "--registry", e2e_registry.url, "--policy", policy, "--json")
+    assert changed.returncode == 1
+    assert "MISSING_ATTESTATION" in {r["code"] for r in json.loads(changed.stdout)["reasons"]}
