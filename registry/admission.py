@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from attest.errors import AttestError, PolicyError, UsageError
 from attest.policy import Decision, Policy, evaluate
 from attest.verifying import VerifiedAttestation, verify_bundle
-from registry.entries import normalise_digest, render_entry
+from registry.entries import normalise_digest, render_entries
 from registry.models import Entry, EntrySubject
 from registry.state import Registry
 
@@ -156,11 +156,9 @@ def decide(reg: Registry, model_digest: str, choice: PolicyChoice) -> tuple[Deci
         out["policyDigest"] = choice.digest
         checkpoint = reg.log.checkpoint(session, size)
         used = {e["bundleDigest"] for e in out.get("evidence", [])}
-        out["logEntries"] = [
-            render_entry(reg.log, session, r, checkpoint, include_bundle=False)
-            for r in rows
-            if r.bundle_digest in used
-        ]
+        out["logEntries"] = render_entries(
+            reg.log, session, [r for r in rows if r.bundle_digest in used], checkpoint, include_bundle=False
+        )
         out["checkpoint"] = checkpoint.note
     decided = Decided(out, json.dumps(out, separators=(",", ":")).encode())
     reg.admission_cache.put(key, decided)

@@ -76,9 +76,11 @@ def render_entry(
     checkpoint: Checkpoint,
     subjects: list[dict[str, Any]] | None = None,
     include_bundle: bool = True,
+    proof: list[bytes] | None = None,
 ) -> dict[str, Any]:
     """An entry as the API serves it, with its inclusion proof against ``checkpoint``."""
-    proof = log.inclusion_proof(session, entry.log_index, checkpoint.size)
+    if proof is None:
+        proof = log.inclusion_proof(session, entry.log_index, checkpoint.size)
     leaf = json.loads(entry.leaf)
     doc: dict[str, Any] = {
         "id": entry.bundle_digest,
@@ -103,6 +105,30 @@ def render_entry(
     if include_bundle:
         doc["bundle"] = json.loads(entry.bundle)
     return doc
+
+
+def render_entries(
+    log: TransparencyLog,
+    session: Session,
+    rows: list[Entry],
+    checkpoint: Checkpoint,
+    subjects: dict[int, list[dict[str, Any]]] | None = None,
+    include_bundle: bool = True,
+) -> list[dict[str, Any]]:
+    """Several entries against one checkpoint; their proofs' nodes come from one query."""
+    proofs = log.inclusion_proofs(session, [r.log_index for r in rows], checkpoint.size)
+    return [
+        render_entry(
+            log,
+            session,
+            r,
+            checkpoint,
+            (subjects or {}).get(r.log_index),
+            include_bundle,
+            proofs[r.log_index],
+        )
+        for r in rows
+    ]
 
 
 def get_entry(session: Session, log_index: int | None = None, bundle_digest: str | None = None) -> Entry:
@@ -141,9 +167,7 @@ def run_query(log: TransparencyLog, session: Session, q: Query, max_limit: int) 
     rows = rows[:limit]
     subjects = subjects_of(session, [r.log_index for r in rows])
     return {
-        "entries": [
-            render_entry(log, session, r, checkpoint, subjects[r.log_index], q.include_bundle) for r in rows
-        ],
+        "entries": render_entries(log, session, rows, checkpoint, subjects, q.include_bundle),
         "checkpoint": checkpoint.note,
         "treeSize": checkpoint.size,
         "nextCursor": encode_cursor(rows[-1].log_index) if more and rows else None,

@@ -137,11 +137,17 @@ class TransparencyLog:
         return self._oracle(session, [(0, size)], overlay)(0, size)
 
     def inclusion_proof(self, session: Session, index: int, size: int) -> list[bytes]:
-        if not 0 <= index < size:
-            raise NotFoundError(f"log index {index} is not in a tree of size {size}")
+        return self.inclusion_proofs(session, [index], size)[index]
+
+    def inclusion_proofs(self, session: Session, indices: list[int], size: int) -> dict[int, list[bytes]]:
+        """Proofs for several leaves in one tree, with every node they need fetched in one query."""
         ranges: list[tuple[int, int]] = []
-        merkle.inclusion_path(index, size, self._recorder(ranges))  # which ranges, without hashes
-        return merkle.inclusion_path(index, size, self._oracle(session, ranges))
+        for index in indices:
+            if not 0 <= index < size:
+                raise NotFoundError(f"log index {index} is not in a tree of size {size}")
+            merkle.inclusion_path(index, size, self._recorder(ranges))  # which ranges, without hashes
+        oracle = self._oracle(session, ranges)
+        return {index: merkle.inclusion_path(index, size, oracle) for index in indices}
 
     def leaf_hash(self, session: Session, index: int) -> bytes:
         return self._fetch(session, [(0, index)], {})[(0, index)]
