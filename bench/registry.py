@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -347,6 +348,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="Also write the results to this file.")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # SIGTERM/SIGINT unwind normally, so the registry and PostgreSQL servers are stopped and temp dirs go
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(130))
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs"}
     with tempfile.TemporaryDirectory(prefix="attest-bench-") as tmp, running_postgres(durable=True) as pg:
         for backend in args.backends.split(","):
