@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from attest.errors import AttestError, PolicyError, UsageError
 from attest.policy import Decision, Policy, evaluate
+from attest.predicates import REVOCATION_V1
 from attest.verifying import VerifiedAttestation, verify_bundle
 from registry.entries import normalise_digest, render_entries
 from registry.models import Entry, EntrySubject
@@ -119,8 +120,9 @@ def _load_verified(
             failures.append({"logIndex": str(row.log_index), "message": exc.message})
             continue
         # a revocation is indexed under the digest it revokes; every other attestation must be about it
-        if digest.removeprefix("sha256:") in att.statement.subject_sha256s() or att.predicate_type.endswith(
-            "/revocation/v1"
+        if (
+            digest.removeprefix("sha256:") in att.statement.subject_sha256s()
+            or att.predicate_type == REVOCATION_V1
         ):
             verified.append(att)
             used.append(row)
