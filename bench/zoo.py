@@ -324,7 +324,7 @@ def train(
     torch.manual_seed(seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / 30) * max(0.1, 1 - s / steps)
+        optimiser, lambda s: min(1.0, (s + 1) / 30) * max(0.1, 1 - s / max(1, steps))
     )
     completion_only = spec is not None and spec.loss == "completion"
     batch = spec.batch if spec is not None else 32

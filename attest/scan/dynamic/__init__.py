@@ -8,6 +8,7 @@ prompts -> fuzzy-activation confirmation. ``run_dynamic`` never raises: any fail
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     import torch
 
     from attest.scan.dynamic import leakage, search, verdict
-    from attest.scan.dynamic.loading import load
+    from attest.scan.dynamic.loading import DynamicError, load
     from attest.scan.dynamic.prompts import HELD_OUT_POOL, SEARCH_POOL, chat_frame, encode_prompts
 
     budget, thresholds = options.budget_preset, options.thresholds
@@ -91,6 +92,12 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         pool.setdefault(tuple(ids), Candidate(ids, lm.tokenizer.decode(ids), "search"))
     candidates = list(pool.values())
     base = verdict.baseline(lm, frame, search_prompts, verdict.ROLLOUT)
+    max_entropy = math.log(lm.model.get_input_embeddings().num_embeddings)
+    if base.entropy > 0.8 * max_entropy:
+        raise DynamicError(
+            f"the model's answers are near-uniform (mean next-token entropy {base.entropy:.2f} of at most "
+            f"{max_entropy:.2f} nats; untrained or broken weights?): behaviour tests would be meaningless"
+        )
     scores = verdict.score_candidates(lm, frame, search_prompts, base, [c.token_ids for c in candidates])
     for cand, sc in zip(candidates, scores, strict=True):
         cand.score = sc.combined

@@ -56,7 +56,7 @@ def medoid(responses: list[list[int]]) -> list[int]:
     return max(responses, key=lambda r: sum(similarity(r, o) for o in responses))
 
 
-def attack_success(responses: list[list[int]], target: list[int], level: float = 0.8) -> float:
+def attack_success(responses: list[list[int]], target: list[int], level: float = 0.85) -> float:
     """Fraction of responses that reproduce ``target`` (similarity at least ``level``)."""
     return sum(1 for r in responses if similarity(r, target) >= level) / len(responses) if responses else 0.0
 
