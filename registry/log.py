@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, insert, tuple_
+from sqlalchemy import func, insert, or_
 from sqlmodel import Session, and_, col, select
 
 from attest._internal import merkle
@@ -86,14 +86,15 @@ class TransparencyLog:
             else:
                 missing.append(k)
         for i in range(0, len(missing), 400):
-            chunk = missing[i : i + 400]
-            rows = session.exec(
-                select(TreeNode.level, TreeNode.idx, TreeNode.hash).where(
-                    tuple_(col(TreeNode.level), col(TreeNode.idx)).in_(chunk)
-                    if len(chunk) > 1
-                    else and_(col(TreeNode.level) == chunk[0][0], col(TreeNode.idx) == chunk[0][1])
-                )
-            ).all()
+            by_level: dict[int, list[int]] = {}
+            for level, idx in missing[i : i + 400]:
+                by_level.setdefault(level, []).append(idx)
+            # one "level = L AND idx IN (...)" per level: both SQLite and PostgreSQL search the
+            # primary key with it (SQLite scans the whole table for a row-value IN list)
+            condition = or_(
+                *(and_(col(TreeNode.level) == lv, col(TreeNode.idx).in_(ixs)) for lv, ixs in by_level.items())
+            )
+            rows = session.exec(select(TreeNode.level, TreeNode.idx, TreeNode.hash).where(condition)).all()
             for level, idx, h in rows:
                 found[(level, idx)] = bytes(h)
         with self._lock:
