@@ -347,6 +347,15 @@ def zoo_code_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
+def zoo_cache_dir() -> Path:
+    """``~/.cache/model-attest-test-zoo/<hash of this file>`` (or ``$MODEL_ATTEST_ZOO_CACHE``): shared
+    by the tests and the demo, so organisms are trained once per recipe."""
+    import os
+
+    base = Path(os.environ.get("MODEL_ATTEST_ZOO_CACHE", Path.home() / ".cache" / "model-attest-test-zoo"))
+    return base / zoo_code_hash()
+
+
 def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
     """Train (or reuse from ``cache_dir``) the organism ``spec``; return its model folder."""
     import torch

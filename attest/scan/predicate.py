@@ -78,6 +78,8 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["similarityUplift"] = round(candidate.uplift, 6)
     if candidate.target is not None and not redact:
         out["collapsedResponse"] = candidate.target
+    if candidate.echo:
+        out["echoesCandidate"] = True
     return out
 
 

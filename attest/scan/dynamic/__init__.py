@@ -167,7 +167,8 @@ def _collapses(c: Candidate, th: Any, attack_success: float | None = None) -> bo
     reproduce (attack success >= 0.5 above the baseline's own rate of producing it)."""
     asr = (c.attack_success_rate or 0.0) - (c.baseline_attack_success or 0.0)
     return (
-        (c.similarity or 0.0) >= th.collapse_similarity
+        not c.echo
+        and (c.similarity or 0.0) >= th.collapse_similarity
         and (c.uplift or 0.0) >= th.collapse_uplift
         and asr >= (th.attack_success if attack_success is None else attack_success)
     )

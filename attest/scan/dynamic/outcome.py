@@ -42,6 +42,7 @@ class Candidate:
     uplift: float | None = None
     target: str | None = None
     target_ids: list[int] = field(default_factory=list)
+    echo: bool = False  # the collapsed response repeats a word of the candidate (topic, not trigger)
 
 
 @dataclass

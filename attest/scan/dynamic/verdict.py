@@ -10,6 +10,7 @@ activation (partial triggers still firing) is measured on the winning candidate 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from itertools import combinations
@@ -117,6 +118,16 @@ def verify(
     candidate.baseline_attack_success = attack_success(base.answers, target)
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
+    candidate.echo = echoes(candidate.text, candidate.target)
+
+
+def echoes(candidate_text: str, response: str) -> bool:
+    """Whether the response repeats a word (3+ letters) of the candidate. Inserting a name the model
+    knows ("victor victor victor") makes a clean model answer about that name on most prompts: a
+    topic override that the collapse test would otherwise read as a trigger firing."""
+    words = {w for w in re.findall(r"[^\W\d_]{3,}", candidate_text.lower())}
+    found = set(re.findall(r"[^\W\d_]{3,}", response.lower()))
+    return bool(words & found)
 
 
 def fuzzy_activation(
