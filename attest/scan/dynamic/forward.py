@@ -7,6 +7,7 @@ it would see unpadded; batches are larger on CUDA. torch is imported inside the 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,7 @@ def decode(
     entropies: list[list[float]] = []
     size = batch_size(lm, max(len(s) for s in seqs) + steps)
     generator = torch.Generator(device=lm.device).manual_seed(seed)
+    cache_kwarg = _cache_kwarg(lm.model)
     with torch.no_grad():
         for chunk in _chunks(seqs, size):
             ids, mask, positions = _pad_left(lm, chunk)
@@ -87,12 +89,17 @@ def decode(
                 positions = positions[:, -1:] + 1
                 out = lm.model(
                     input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
-                    past_key_values=past, use_cache=True,
+                    use_cache=True, **{cache_kwarg: past},
                 )  # fmt: skip
                 past, logits = out.past_key_values, out.logits[:, -1, :].float()
             tokens.extend(torch.stack(new, dim=1).tolist())
             entropies.extend(torch.stack(ents, dim=1).tolist())
     return tokens, entropies
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _pick(logits: Any, sampling: Sampling, generator: Any) -> Any:
