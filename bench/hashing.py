@@ -85,7 +85,9 @@ def main() -> None:
         t_api = best_of(args.repeat, lambda: compute_manifest(root))
         rows.append(("attest (in-process, parallel)", t_api))
         attest_cli = [sys.executable, "-m", "cli.main", "digest", str(root)]
-        t_cli = best_of(args.repeat, lambda: subprocess.run(attest_cli, check=True, cwd=REPO, capture_output=True))
+        t_cli = best_of(
+            args.repeat, lambda: subprocess.run(attest_cli, check=True, cwd=REPO, capture_output=True)
+        )
         rows.append(("attest digest (CLI, incl. start-up)", t_cli))
         t_ossl = best_of(args.repeat, lambda: openssl_parallel(root, workers))
         rows.append((f"openssl dgst -sha256 x {workers} processes", t_ossl))
@@ -99,14 +101,27 @@ def main() -> None:
             key = tmp / "ms.key"
             key.write_bytes(
                 ec.generate_private_key(ec.SECP256R1()).private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
                 )
             )
-            cmd = [args.model_signing, "sign", "key", str(root), "--private_key", str(key), "--signature", str(tmp / "ms.sig")]
+            cmd = [
+                args.model_signing,
+                "sign",
+                "key",
+                str(root),
+                "--private_key",
+                str(key),
+                "--signature",
+                str(tmp / "ms.sig"),
+            ]
             t_ms = best_of(args.repeat, lambda: subprocess.run(cmd, check=True, capture_output=True))
             rows.append(("model_signing sign key (CLI)", t_ms))
 
-        print(f"\n{args.files} files x {args.mib} MiB = {gb:.2f} GB, {workers} cores, page cache warm, best of {args.repeat}")
+        print(
+            f"\n{args.files} files x {args.mib} MiB = {gb:.2f} GB, {workers} cores, page cache warm, best of {args.repeat}"
+        )
         print(f"{'what':42s} {'seconds':>8s} {'GB/s':>7s}")
         for name, t in rows:
             print(f"{name:42s} {t:8.3f} {gb / t:7.2f}")

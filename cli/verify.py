@@ -61,9 +61,13 @@ def print_decision(decision: Decision) -> None:
     "bundles",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Sigstore bundle (repeatable).",
+    help="Sigstore bundle (repeatable; default: the *.sigstore.json files in the model folder).",
 )
-@click.option("--registry", envvar="ATTEST_REGISTRY", help="Also use the registry's attestations (each proven in its log).")
+@click.option(
+    "--registry",
+    envvar="ATTEST_REGISTRY",
+    help="Also use the registry's attestations (each proven in its log).",
+)
 @click.option(
     "--key",
     "keys",
@@ -86,7 +90,9 @@ def print_decision(decision: Decision) -> None:
     help="Sigstore ClientTrustConfig or TrustedRoot JSON (default: public-good).",
 )
 @click.option("--offline", is_flag=True, help="Use the embedded public-good trust root (no TUF refresh).")
-@click.option("--vsa", "vsa_out", type=click.Path(path_type=Path), help="Also write a signed SLSA verification summary.")
+@click.option(
+    "--vsa", "vsa_out", type=click.Path(path_type=Path), help="Also write a signed SLSA verification summary."
+)
 @click.option("--vsa-key", type=click.Path(path_type=Path), help="Key that signs the verification summary.")
 @click.option("--name", "model_name", help="Model name for the verification summary (default: folder name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
@@ -110,11 +116,20 @@ def verify(
     trust = trust_from_options(keys, **keyless)
     if vsa_out is not None and vsa_key is None:
         raise UsageError("--vsa needs --vsa-key to sign the verification summary")
+    if not bundles and path.is_dir():
+        bundles = tuple(sorted(path.glob("*.sigstore.json")))  # what `attest pull` stores beside the files
     if not bundles and not registry:
-        raise UsageError("give --bundle FILE (repeatable) and/or --registry URL")
+        raise UsageError(
+            f"no bundle: give --bundle FILE (repeatable), --registry URL, or put *.sigstore.json in {path}"
+        )
     decision = verify_model(path, bundles, trust, policy, registry=registry)
     if vsa_out is not None and vsa_key is not None:
-        bundle = sign_vsa(make_signer(vsa_key), decision, model_name or path.resolve().name, policy_uri=str(policy_path or ""))
+        bundle = sign_vsa(
+            make_signer(vsa_key),
+            decision,
+            model_name or path.resolve().name,
+            policy_uri=str(policy_path or ""),
+        )
         write_atomic(vsa_out, json.dumps(bundle, indent=2).encode() + b"\n")
     if as_json:
         print_json(decision.to_json())

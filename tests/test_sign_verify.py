@@ -306,7 +306,7 @@ def test_usage_errors_exit_2(signed: tuple[Path, Path, Path], run_attest: RunAtt
         and "cannot read bundle" in missing.stderr
         and "Traceback" not in missing.stderr
     )
-    assert run_attest("verify", model).returncode == 2  # --bundle is required
+    assert run_attest("verify", model).returncode == 2  # no --bundle, none in the folder, no --registry
     (tmp_path / "policy.yaml").write_text("apiVersion: nope\n")
     bad_policy = run_attest("verify", model, "--bundle", bundle, "--policy", tmp_path / "policy.yaml")
     assert (

@@ -4,6 +4,18 @@ program's own code runs. Configuration comes from ATTEST_POLICY / ATTEST_REGISTR
 import os
 
 if os.environ.get("ATTEST_GUARD") == "1":
+    import sys
+
     from attest import guard
 
     guard.install()
+    _default_hook = sys.excepthook
+
+    def _refusal_hook(kind, value, tb):  # type: ignore[no-untyped-def]
+        # A refusal is the guard working, not a crash: one line, exit status 1.
+        if isinstance(value, guard.ModelRefused):
+            print(f"attest: {value}", file=sys.stderr)
+        else:
+            _default_hook(kind, value, tb)
+
+    sys.excepthook = _refusal_hook
