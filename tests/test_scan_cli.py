@@ -73,3 +73,63 @@ def test_single_file_dynamic_is_error(
     result = run_attest("scan", safetensors, "--json")
     assert json.loads(result.stdout)["result"] == "ERROR"
     assert result.returncode == 1
+
+
+def test_scan_output_signs_and_verifies(
+    static_corpus: tuple[list[Path], list[Path]],
+    run_attest: RunAttest,
+    keypair: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """The -o file is exactly what `attest sign --predicate-type .../backdoor-scan/v1` signs; the
+    verified statement carries the scan result unchanged; a tampered result is refused at signing."""
+    from attest.keys import fingerprint, load_public_key
+    from attest.manifest import compute_manifest
+    from attest.verifying import Trust, verify_bundle
+
+    _, good = static_corpus
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(
+        next(p for p in good if p.suffix == ".safetensors").read_bytes()
+    )
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    scan_file, bundle = tmp_path / "scan.json", tmp_path / "scan.sigstore.json"
+    assert run_attest("scan", model, "--static-only", "-o", scan_file).returncode == 0
+    key, pub = keypair
+    signed = run_attest(
+        "sign",
+        model,
+        "--key",
+        key,
+        "--predicate-type",
+        BACKDOOR_SCAN_V1,
+        "--predicate",
+        scan_file,
+        "-o",
+        bundle,
+    )
+    assert signed.returncode == 0, signed.stderr
+    public = load_public_key(pub)
+    verified = verify_bundle(
+        bundle.read_bytes(), Trust(keys={fingerprint(public): public}), compute_manifest(model).digest
+    )
+    assert verified.predicate_type == BACKDOOR_SCAN_V1
+    assert verified.predicate == json.loads(scan_file.read_text())
+    assert verified.predicate["result"] == "PASSED"
+
+    tampered = json.loads(scan_file.read_text())
+    tampered["result"] = "CERTIFIED_CLEAN"
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    refused = run_attest(
+        "sign",
+        model,
+        "--key",
+        key,
+        "--predicate-type",
+        BACKDOOR_SCAN_V1,
+        "--predicate",
+        tmp_path / "tampered.json",
+    )
+    assert refused.returncode != 0
+    assert "result" in refused.stderr
