@@ -230,3 +230,12 @@ def test_header_length_beyond_file_is_truncated(tmp_path: Path) -> None:
     path = tmp_path / "t.safetensors"
     path.write_bytes(struct.pack("<Q", 500) + b'{"a": 1}')
     assert {f.rule_id for f in scan_static(path).findings} == {"safetensors.truncated"}
+
+
+def test_symlink_escaping_the_model_is_rejected(tmp_path: Path) -> None:
+    root = _model_folder(tmp_path / "m", {"model_type": "llama"}, {"w": [1]})
+    (tmp_path / "outside.bin").write_bytes(b"\x80\x04N.")
+    (root / "extra.bin").symlink_to(tmp_path / "outside.bin")
+    findings = scan_static(root).findings
+    assert [f.rule_id for f in findings] == ["path.rejected"]
+    assert scan_model(root, ScanOptions(static_only=True))["result"] == "FAILED"

@@ -7,19 +7,18 @@ code-bearing content and config <-> weights inconsistencies. It needs neither to
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attest._internal.walk import DEFAULT_IGNORES, walk_model
+from attest.errors import ModelPathError
 from attest.scan.findings import Finding
 from attest.scan.static.config_checks import code_bearing, consistency, load_config
 from attest.scan.static.containers import scan_path
 from attest.scan.static.safetensors_header import SafetensorsHeader
 
-_IGNORED_DIRS = (".git", ".cache/huggingface")
-
-__all__ = ["StaticResult", "list_files", "scan_static"]
+__all__ = ["StaticResult", "scan_static"]
 
 
 @dataclass
@@ -34,41 +33,22 @@ class StaticResult:
     config: dict[str, Any] | None = None
 
 
-def list_files(root: Path) -> list[str]:
-    """Relative POSIX paths of the regular files to scan, sorted by UTF-8 bytes, ignores applied."""
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        dirnames[:] = [
-            d
-            for d in dirnames
-            if (f"{rel_dir}/{d}" if rel_dir != "." else d).lstrip("./") not in _IGNORED_DIRS
-        ]
-        for name in filenames:
-            out.append(name if rel_dir == "." else f"{rel_dir}/{name}")
-    return sorted(out, key=lambda p: p.encode("utf-8", "surrogateescape"))
-
-
 def scan_static(path: str | Path) -> StaticResult:
     """Run every static check over a model folder or a single file."""
     root = Path(path)
     result = StaticResult()
-    if root.is_file():
-        _scan_one(root, root.name, result)
+    try:
+        # The manifest's own walk: same ignores, same refusals (escaping symlinks, special files,
+        # non-UTF-8 or colliding names), HF cache snapshot links resolved into their blobs/.
+        walked = walk_model(root, DEFAULT_IGNORES)
+    except ModelPathError as exc:
+        result.findings.append(Finding("path.rejected", "high", root.name, exc.message))
         return result
-    rel_paths = list_files(root)
-    resolved_root = root.resolve()
-    for rel in rel_paths:
-        file_path = root / rel
-        if file_path.is_symlink():
-            target = file_path.resolve()
-            if not target.is_relative_to(resolved_root) and "blobs" not in target.parts:
-                result.findings.append(Finding("path.symlink-escape", "high", rel, f"symlink to {target}"))
-                continue
-        if not file_path.is_file():
-            result.findings.append(Finding("path.special-file", "high", rel, "not a regular file"))
-            continue
-        _scan_one(file_path, rel, result)
+    for entry in walked:
+        _scan_one(entry.real_path, entry.rel_path, result)
+    if root.is_file():
+        return result
+    rel_paths = [entry.rel_path for entry in walked]
     result.config = load_config(root, result.findings)
     result.findings.extend(code_bearing(root, rel_paths, result.config))
     result.findings.extend(consistency(result.config, result.safetensors, root))
