@@ -239,3 +239,17 @@ def test_symlink_escaping_the_model_is_rejected(tmp_path: Path) -> None:
     findings = scan_static(root).findings
     assert [f.rule_id for f in findings] == ["path.rejected"]
     assert scan_model(root, ScanOptions(static_only=True))["result"] == "FAILED"
+
+
+def test_static_scan_does_not_import_torch(static_corpus: tuple[list[Path], list[Path]]) -> None:
+    import subprocess
+    import sys
+
+    bad, _ = static_corpus
+    code = (
+        "import sys; from attest.scan import scan_model, ScanOptions; "
+        f"p = scan_model({str(bad[0].parent)!r}, ScanOptions(static_only=True)); "
+        "assert p['result'] == 'FAILED'; "
+        "assert not {'torch', 'transformers', 'numpy'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
