@@ -69,7 +69,7 @@ class Registry:
         self.policy: Policy | None = Policy.load(settings.policy_file) if settings.policy_file else None
         self.admission_cache = AdmissionCache(settings.admission_cache_size)
         self._size_lock = threading.Lock()
-        self._size, self._size_checked = 0, 0.0
+        self._size, self._size_checked, self._refreshing = 0, 0.0, False
         self.metrics = Metrics()
         log.info("registry started", extra={"fields": self.describe()})
 
@@ -81,18 +81,26 @@ class Registry:
             self._size_checked = time.monotonic()
 
     def log_size_hint(self) -> int | None:
-        """The log size for admission cache keys, or None when it must be re-read (``refresh_log_size``).
+        """The log size for admission cache keys, or None when this caller must re-read it.
 
         Exact for this process's own publishes; appends by other processes (workers, bulk loads) are
-        seen within ``size_refresh_s``. Never touches the database, so the event loop can call it.
+        seen within ``size_refresh_s``. Single-flight: while one caller refreshes (``refresh_log_size``,
+        off the event loop), the others keep using the last size instead of piling up more queries.
         """
-        if time.monotonic() - self._size_checked > self.settings.size_refresh_s:
-            return None
-        return self._size
+        if time.monotonic() - self._size_checked <= self.settings.size_refresh_s:
+            return self._size
+        with self._size_lock:
+            if self._refreshing:
+                return self._size
+            self._refreshing = True
+        return None
 
     def refresh_log_size(self) -> int:
-        with self.db.read_session() as session:
-            self.note_log_size(self.log.size(session))
+        try:
+            with self.db.read_session() as session:
+                self.note_log_size(self.log.size(session))
+        finally:
+            self._refreshing = False
         return self._size
 
     def describe(self) -> dict[str, Any]:
