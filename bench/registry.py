@@ -308,30 +308,38 @@ def bench_scale(world: World, sizes: list[int], results: dict[str, Any]) -> None
         rate = world.load_to(size)
         print(f"   loaded {size} ({rate:.0f}/s)", flush=True)
         with world.server() as url:
-            picks = rng.sample(range(world.models()), min(1000, world.models()))
-            q = drive(
-                url,
-                4,
-                lambda i, p=picks: request_bytes(
-                    "GET", f"/v1/attestations?subjectDigest={model_digest(model_name(p[i % len(p)]))}"
-                ),
-                count=500,
-            )
-            first = drive(
-                url,
-                4,
-                lambda i, p=picks: evaluate_request(model_digest(model_name(p[(500 + i) % len(p)]))),
-                count=min(400, len(picks) - 500) if len(picks) > 500 else len(picks),
-                check=_allowed,
-            )
+            # disjoint model sets, so one measurement never warms the caches of the next
+            picks = rng.sample(range(world.models()), min(2400, world.models()))
+            q_picks, first1, first4 = picks[:800], picks[800:1600], picks[1600:]
+
+            def query(i: int, p: list[int] = q_picks) -> bytes:
+                digest = model_digest(model_name(p[i % len(p)]))
+                return request_bytes("GET", f"/v1/attestations?subjectDigest={digest}")
+
+            def first(i: int, p: list[int]) -> bytes:
+                return evaluate_request(model_digest(model_name(p[i % len(p)])))
+
             hot = model_digest(model_name(picks[0]))
-            cached = drive(url, 4, lambda i, h=hot: evaluate_request(h), count=2000, check=_allowed)
-        print(f"   {size:>8}: query {fmt(q)}", flush=True)
-        print(f"   {size:>8}: admission first-time {fmt(first)}", flush=True)
-        print(f"   {size:>8}: admission cached     {fmt(cached)}", flush=True)
-        out[str(size)] = {"query": q, "admissionFirst": first, "admissionCached": cached}
+            res = {
+                "query": drive(url, 1, query, count=len(q_picks)),
+                "admissionFirst": drive(
+                    url, 1, lambda i, p=first1: first(i, p), count=len(first1), check=_allowed
+                ),
+                "admissionFirst4": drive(
+                    url, 4, lambda i, p=first4: first(i, p), count=len(first4), check=_allowed
+                ),
+                "admissionCached": drive(
+                    url, 1, lambda i, h=hot: evaluate_request(h), count=3000, check=_allowed
+                ),
+                "admissionCached16": drive(
+                    url, 16, lambda i, h=hot: evaluate_request(h), count=10000, check=_allowed
+                ),
+            }
+        for key, r in res.items():
+            print(f"   {size:>8}: {key:<18} {fmt(r)}", flush=True)
+        out[str(size)] = res
     a, b = out[str(sizes[0])], out[str(sizes[-1])]
-    for key in ("query", "admissionFirst", "admissionCached"):
+    for key in a:
         ratio = b[key]["p99_ms"] / a[key]["p99_ms"]
         print(f"   p99 ratio {key}: {ratio:.2f} ({sizes[-1]} vs {sizes[0]})", flush=True)
         out[f"ratio_{key}"] = ratio
