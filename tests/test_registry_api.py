@@ -262,3 +262,28 @@ def test_log_key_is_kept_and_checked(registry_world: RegistryWorld, registry_app
     again.state.registry.close()
     with pytest.raises(AttestError, match="log key"):
         create_app(registry_world.settings(log_key_path=tmp_path / "other.pem"))
+
+
+def test_reads_can_require_a_token(registry_world: RegistryWorld) -> None:
+    from fastapi.testclient import TestClient
+
+    from registry import create_app
+
+    w = registry_world
+    with TestClient(create_app(w.settings(read_token_required=True))) as c:
+        for path in ("/v1/attestations", "/v1/log/checkpoint", "/v1/models/acme/x"):
+            assert c.get(path).status_code == 401, path
+        assert c.get("/v1/log/checkpoint", headers=auth(w.acme_token)).status_code == 200
+        assert c.get("/healthz").status_code == 200  # liveness stays open
+
+
+def test_structured_logs() -> None:
+    import logging
+
+    from registry.jsonlog import JsonFormatter
+
+    record = logging.LogRecord("registry.publish", logging.INFO, __file__, 1, "published", None, None)
+    record.fields = {"logIndex": 7, "namespace": "acme"}
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["message"] == "published" and doc["logIndex"] == 7 and doc["level"] == "info"
+    assert doc["time"].endswith("Z")
