@@ -12,7 +12,7 @@ from attest.policy import Policy
 from attest.pull import open_source, pull
 from attest.registry_client import fetch_logged_bundles
 from cli._output import print_json
-from cli.verify import print_decision, trust_from_options
+from cli._trust import print_decision, trust_from_options, trust_options
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
@@ -38,14 +38,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
     type=click.Path(path_type=Path),
     help="Destination folder (must not exist).",
 )
-@click.option(
-    "--key", "keys", multiple=True, type=click.Path(path_type=Path), help="Trusted public key (PEM)."
-)
-@click.option("--identity", multiple=True, help="Trusted Sigstore identity.")
-@click.option("--identity-regex", multiple=True, help="Trusted Sigstore identity (regex).")
-@click.option("--issuer", help="OIDC issuer of the identities.")
-@click.option("--trust-config", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--offline", is_flag=True, help="Embedded public-good trust root.")
+@trust_options
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", help="Hugging Face Hub endpoint for hf:// sources.")
 @click.option("--json", "as_json", is_flag=True)
 def pull_cmd(

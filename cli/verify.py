@@ -11,47 +11,12 @@ import click
 
 from attest._internal.atomic import write_atomic
 from attest.errors import UsageError
-from attest.keys import load_public_key
 from attest.model_verification import verify_model
-from attest.policy import Decision, Policy
-from attest.verifying import Trust
+from attest.policy import Policy
 from attest.vsa import sign_vsa
-from cli._output import console, print_json
+from cli._output import print_json
 from cli._signer import make_signer
-
-
-def trust_from_options(
-    keys: tuple[Path, ...],
-    identity: tuple[str, ...] = (),
-    identity_regex: tuple[str, ...] = (),
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    offline: bool = False,
-) -> Trust:
-    """Command-line trust: public keys, Sigstore identities (+ issuer), and the Sigstore trust root."""
-    from attest._sigstore import identity_rules
-
-    trust = Trust(identities=identity_rules(identity, identity_regex, issuer), trust_config=trust_config)
-    trust.offline = offline
-    if offline and trust_config is None:
-        click.echo(
-            "note: --offline uses the Sigstore trust root embedded in sigstore-python; it may be stale",
-            err=True,
-        )
-    for k in keys:
-        trust.add_key(load_public_key(k))
-    return trust
-
-
-def print_decision(decision: Decision) -> None:
-    out = console()
-    verdict = "[bold green]ALLOWED[/]" if decision.allowed else "[bold red]DENIED[/]"
-    out.print(f"{verdict}  {decision.model_digest}")
-    for reason in decision.reasons:
-        out.print(f"  [red]{reason.code}[/]: {reason.message}", markup=True, soft_wrap=True)
-    for ev in decision.evidence:
-        signer = ev["signer"].get("keyFingerprint") or ev["signer"].get("identity")
-        out.print(f"  [green]ok[/] {ev['predicateType']} signed by {signer}", soft_wrap=True)
+from cli._trust import print_decision, trust_from_options, trust_options
 
 
 @click.command()
@@ -68,28 +33,13 @@ def print_decision(decision: Decision) -> None:
     envvar="ATTEST_REGISTRY",
     help="Also use the registry's attestations (each proven in its log).",
 )
-@click.option(
-    "--key",
-    "keys",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Trusted public key (PEM, repeatable).",
-)
+@trust_options
 @click.option(
     "--policy",
     "policy_path",
     type=click.Path(path_type=Path),
     help="Policy YAML (default: a manifest from a trusted signer).",
 )
-@click.option("--identity", multiple=True, help="Trusted Sigstore identity (certificate SAN, repeatable).")
-@click.option("--identity-regex", multiple=True, help="Trusted Sigstore identity as a full-match regex.")
-@click.option("--issuer", help="OIDC issuer URL the Sigstore identities must come from.")
-@click.option(
-    "--trust-config",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Sigstore ClientTrustConfig or TrustedRoot JSON (default: public-good).",
-)
-@click.option("--offline", is_flag=True, help="Use the embedded public-good trust root (no TUF refresh).")
 @click.option(
     "--vsa", "vsa_out", type=click.Path(path_type=Path), help="Also write a signed SLSA verification summary."
 )
