@@ -64,7 +64,7 @@ def load_or_create_log_key(path: Path, origin: str) -> NoteSigner:
 class TransparencyLog:
     """One registry's log: signing key, origin and the immutable-node cache."""
 
-    def __init__(self, signer: NoteSigner, cache_limit: int = 2_000_000) -> None:
+    def __init__(self, signer: NoteSigner, cache_limit: int = 250_000) -> None:
         self.signer = signer
         self.origin = signer.name
         self.verifier: NoteVerifier = signer.verifier

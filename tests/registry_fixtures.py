@@ -268,6 +268,7 @@ class LiveServer:
 
     world: RegistryWorld
     port: int
+    workers: int = 1
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 

@@ -123,6 +123,25 @@ def test_200_concurrent_publishes_from_8_clients(live_server: LiveServer) -> Non
         _consistent(live_server.url, cp, final)
 
 
+def test_two_workers_share_one_sequencer(registry_world: RegistryWorld) -> None:
+    """Two uvicorn worker processes: the database lock alone keeps indices dense and unique."""
+    from tests.registry_fixtures import free_port
+
+    server = LiveServer(registry_world, free_port(), workers=2)
+    server.start()
+    try:
+        acks: list[dict[str, Any]] = []
+        for t in _publish_burst(server, 8, 10, acks, threading.Event()):
+            t.join()
+        assert sorted(a["logIndex"] for a in acks) == list(range(80))
+        _, check = _checker(server.url)
+        final = check(_get(server.url + "/v1/log/checkpoint").json()["checkpoint"])
+        for a in acks:
+            _consistent(server.url, check(a["checkpoint"]), final)
+    finally:
+        server.stop()
+
+
 def test_kill9_during_burst_then_restart(live_server: LiveServer) -> None:
     acks: list[dict[str, Any]] = []
     notes: list[str] = []
