@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from registry.auth import Principal, authenticate
+from registry.publishing import PayloadTooLarge
 from registry.state import Registry
 
 
@@ -39,3 +40,16 @@ async def reader(reg: RegistryDep, authorization: Annotated[str | None, Header()
 PrincipalDep = Annotated[Principal, Depends(require_token)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 ReaderDep = Depends(reader)
+
+
+async def read_capped_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"bundle is {declared} bytes, the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"bundle exceeds the limit of {limit} bytes")
+    return bytes(body)

@@ -8,32 +8,20 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from registry.deps import PrincipalDep, ReaderDep, RegistryDep
+from registry.deps import PrincipalDep, ReaderDep, RegistryDep, read_capped_body
 from registry.entries import Query as EntryQuery
 from registry.entries import get_entry, render_entry, run_query
-from registry.publishing import PayloadTooLarge, publish
+from registry.publishing import publish
 from registry.timeparse import parse_time_param
 
 router = APIRouter(prefix="/v1/attestations", tags=["attestations"])
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"bundle is {declared} bytes, the limit is {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"bundle exceeds the limit of {limit} bytes")
-    return bytes(body)
 
 
 @router.post("", status_code=201, summary="Publish a Sigstore bundle (verified before it is stored)")
 async def publish_bundle(
     request: Request, response: Response, reg: RegistryDep, principal: PrincipalDep
 ) -> Any:
-    body = await _read_capped(request, reg.settings.max_bundle_bytes)
+    body = await read_capped_body(request, reg.settings.max_bundle_bytes)
     entry, created = await run_in_threadpool(publish, reg, principal, body)
     if not created:
         response.status_code = 200

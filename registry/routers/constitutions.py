@@ -10,11 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from attest.constitution import digest_text
 from attest.errors import VerificationError
-from registry.deps import PrincipalDep, ReaderDep, RegistryDep
+from registry.deps import PrincipalDep, ReaderDep, RegistryDep, read_capped_body
 from registry.entries import normalise_digest
 from registry.log import NotFoundError
 from registry.models import Constitution
-from registry.routers.attestations import _read_capped
 
 router = APIRouter(prefix="/v1/constitutions", tags=["constitutions"])
 
@@ -22,7 +21,7 @@ router = APIRouter(prefix="/v1/constitutions", tags=["constitutions"])
 @router.post("/{digest}", status_code=201, summary="Store a constitution text under its canonical digest")
 async def store(request: Request, response: Response, reg: RegistryDep, _p: PrincipalDep, digest: str) -> Any:
     want = normalise_digest(digest)
-    raw = await _read_capped(request, reg.settings.max_bundle_bytes)
+    raw = await read_capped_body(request, reg.settings.max_bundle_bytes)
 
     def _store() -> tuple[dict[str, Any], bool]:
         result = digest_text(raw)
