@@ -209,7 +209,9 @@ def _check(req: Requirement, att: VerifiedAttestation, now: datetime) -> Reason 
         if when is None:
             return Reason("ATTESTATION_UNDATED", f"{att.predicate_type} carries no usable date")
         if when - now > CLOCK_SKEW:
-            return Reason("ATTESTATION_FROM_FUTURE", f"{att.predicate_type} is dated {when:%Y-%m-%d}, in the future")
+            return Reason(
+                "ATTESTATION_FROM_FUTURE", f"{att.predicate_type} is dated {when:%Y-%m-%d}, in the future"
+            )
         if now - when > timedelta(days=req.max_age_days):
             return Reason(
                 "ATTESTATION_STALE",

@@ -26,12 +26,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("cli.keys:keygen", "Generate a signing key pair."),
     "matrix": ("cli.matrix:matrix", "Count compliance assessments: models x jurisdictions x releases."),
     "publish": ("cli.publish:publish", "Publish bundles to a registry, checking each log proof."),
-    "pull": ("cli.pull:pull_cmd", "Download a model only after the registry's attestations satisfy a policy."),
+    "pull": (
+        "cli.pull:pull_cmd",
+        "Download a model only after the registry's attestations satisfy a policy.",
+    ),
     "registry": ("cli.registry:registry", "Administer a registry: tokens and namespace signer bindings."),
     "scan": ("cli.scan:scan", "Scan a model for unsafe files and planted backdoors (backdoor-scan/v1)."),
     "serve": ("cli.serve:serve", "Run the registry (verified publishing, transparency log, admission)."),
     "sign": ("cli.sign:sign", "Sign an attestation about a model into a Sigstore bundle."),
-    "release": ("cli.release:release_cmd", "Scan, assess, bind, sign and publish a model release (resumable)."),
+    "release": (
+        "cli.release:release_cmd",
+        "Scan, assess, bind, sign and publish a model release (resumable).",
+    ),
     "run": ("cli.run:run", "Run a program with verify-before-load hooks installed."),
     "verify": ("cli.verify:verify", "Verify a model and its attestations against a policy."),
 }

@@ -153,7 +153,7 @@ def test_hugging_face_cache_snapshot(tmp_path: Path) -> None:
     other.mkdir(parents=True)
     (other / "b").write_bytes(b"evil")
     (snap / "evil.bin").symlink_to(os.path.relpath(other / "b", snap))
-    with pytest.raises(ModelPathError, match="evil.bin: symlink resolves outside"):
+    with pytest.raises(ModelPathError, match=r"evil\.bin: symlink resolves outside"):
         compute_manifest(snap)
 
 

@@ -230,7 +230,7 @@ def test_unknown_predicate_type_refused_at_verify(
     from attest.statement import build_statement
     from attest.verifying import Trust
 
-    model, bundle, pub = signed
+    model, bundle, _ = signed
     signer = KeySigner(load_private_key(keypair[0]))
     odd = signer.sign_statement(
         build_statement("org/tiny", compute_manifest(model).digest, "https://example.com/odd/v1", {})
@@ -327,7 +327,7 @@ def test_digest_json_is_the_manifest(model_dir: Path, run_attest: RunAttest) -> 
     result = run_attest("digest", model_dir, "--json")
     doc = json.loads(result.stdout)
     assert doc["digest"] == run_attest("digest", model_dir).stdout.strip()
-    assert [f["path"] for f in doc["files"]][0] == "config.json"
+    assert doc["files"][0]["path"] == "config.json"
 
 
 # ---- interoperability with a real OpenSSF model-signing signature -------------------------------

@@ -11,7 +11,7 @@ if os.environ.get("ATTEST_GUARD") == "1":
     guard.install()
     _default_hook = sys.excepthook
 
-    def _refusal_hook(kind, value, tb):  # type: ignore[no-untyped-def]
+    def _refusal_hook(kind, value, tb):
         # A refusal is the guard working, not a crash: one line, exit status 1.
         if isinstance(value, guard.ModelRefused):
             print(f"attest: {value}", file=sys.stderr)
