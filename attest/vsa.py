@@ -20,14 +20,14 @@ VERIFIER_ID = "https://model-attest.dev/verifier/v1"
 
 
 def vsa_predicate(
-    decision: Decision, resource_uri: str, verifier_id: str = VERIFIER_ID, policy_uri: str | None = None
+    decision: dict[str, Any], resource_uri: str, verifier_id: str = VERIFIER_ID, policy_uri: str | None = None
 ) -> dict[str, Any]:
-    """The VSA predicate for a decision (PASSED when allowed, FAILED otherwise)."""
+    """The VSA predicate for a decision (``Decision.to_json()``): PASSED when allowed, else FAILED."""
     policy: dict[str, Any] = {}
     if policy_uri:
         policy["uri"] = policy_uri
-    if decision.policy_digest:
-        policy["digest"] = {"sha256": decision.policy_digest.split(":", 1)[1]}
+    if decision.get("policyDigest"):
+        policy["digest"] = {"sha256": decision["policyDigest"].split(":", 1)[1]}
     predicate = {
         "verifier": {"id": verifier_id},
         "timeVerified": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -35,19 +35,21 @@ def vsa_predicate(
         "policy": policy,
         "inputAttestations": [
             {"uri": e["predicateType"], "digest": {"sha256": e["bundleDigest"].split(":", 1)[1]}}
-            for e in decision.evidence
+            for e in decision.get("evidence", [])
         ],
-        "verificationResult": "PASSED" if decision.allowed else "FAILED",
-        "verifiedLevels": ["MODEL_ATTEST_POLICY_PASSED"] if decision.allowed else [],
-        "reasons": [r.to_json() for r in decision.reasons],
+        "verificationResult": "PASSED" if decision["allowed"] else "FAILED",
+        "verifiedLevels": ["MODEL_ATTEST_POLICY_PASSED"] if decision["allowed"] else [],
+        "reasons": decision.get("reasons", []),
     }
     validate_predicate(VERIFICATION_SUMMARY_V1, predicate)
     return predicate
 
 
-def sign_vsa(signer: Signer, decision: Decision, model_name: str, **kwargs: Any) -> dict[str, Any]:
+def sign_vsa(
+    signer: Signer, decision: Decision | dict[str, Any], model_name: str, **kwargs: Any
+) -> dict[str, Any]:
     """Sign the verdict as a bundle whose subject is the model digest."""
-    predicate = vsa_predicate(decision, resource_uri=f"model:{model_name}@{decision.model_digest}", **kwargs)
-    return signer.sign_statement(
-        build_statement(model_name, decision.model_digest, VERIFICATION_SUMMARY_V1, predicate)
-    )
+    doc = decision.to_json() if isinstance(decision, Decision) else decision
+    digest = doc["modelDigest"]
+    predicate = vsa_predicate(doc, resource_uri=f"model:{model_name}@{digest}", **kwargs)
+    return signer.sign_statement(build_statement(model_name, digest, VERIFICATION_SUMMARY_V1, predicate))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -14,7 +15,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from attest.errors import UsageError
+from attest.keys import load_private_key, write_key_pair
 from attest.policy import Policy
+from attest.signing import KeySigner
 from attest.verifying import Trust
 from registry.db import Database
 from registry.log import TransparencyLog, load_or_create_log_key
@@ -22,6 +26,16 @@ from registry.settings import Settings
 from registry.trust import load_trust
 
 log = logging.getLogger("registry")
+
+
+def load_or_create_verifier_key(prefix: Path) -> KeySigner:
+    """The key that signs the registry's verification summaries (VSAs): ``PREFIX.key`` (0600) and
+    ``PREFIX.pub``, created on first start. Kept apart from the log key: a verdict is not a log entry."""
+    key_path = Path(f"{prefix}.key")
+    if not key_path.exists():
+        with contextlib.suppress(UsageError):  # another worker created it first
+            write_key_pair(prefix)
+    return KeySigner(load_private_key(key_path))
 
 
 class Metrics:
@@ -65,6 +79,7 @@ class Registry:
         self.log = TransparencyLog(load_or_create_log_key(settings.resolved_log_key_path, settings.origin))
         with self.db.sequencer_session() as session:
             self.log.initialise(session)
+        self.verifier: KeySigner = load_or_create_verifier_key(settings.data_dir / "verifier")
         self.trust: Trust = load_trust(settings.trust_file)
         self.policy: Policy | None = Policy.load(settings.policy_file) if settings.policy_file else None
         self.admission_cache = AdmissionCache(settings.admission_cache_size)

@@ -458,3 +458,64 @@ def test_verify_against_registry(
     changed = run_attest("verify", model, "--registry", e2e_registry.url, "--policy", policy, "--json")
     assert changed.returncode == 1
     assert "MISSING_ATTESTATION" in {r["code"] for r in json.loads(changed.stdout)["reasons"]}
+
+
+VSA_POLICY = """apiVersion: model-attest.dev/policy/v1
+signers:
+  registry:
+    - keyFile: verifier.pub
+require:
+  - predicateType: https://slsa.dev/verification_summary/v1
+    signedBy: [registry]
+"""
+
+
+@pytest.mark.parametrize("require_scan", [False, True])
+def test_registry_admission_emits_signed_vsa(
+    released: tuple[Path, Path],
+    e2e_registry: E2ERegistry,
+    run_attest: RunAttest,
+    tmp_path: Path,
+    require_scan: bool,
+) -> None:
+    """A controller admits on one signature: the registry's signed verdict about the model digest."""
+    from attest.keys import fingerprint, load_public_key
+
+    model, _ = released
+    digest = run_attest("digest", model).stdout.strip()
+    key_doc = httpx.get(e2e_registry.url + "/v1/admission/verifier-key").json()
+    (tmp_path / "verifier.pub").write_text(key_doc["publicKey"])
+    assert fingerprint(load_public_key(tmp_path / "verifier.pub")) == key_doc["fingerprint"]
+    publisher = fingerprint(load_public_key(e2e_registry.pub))
+    require = [{"predicateType": "https://model-attest.dev/model-manifest/v1", "signedBy": ["publisher"]}]
+    if require_scan:
+        require.append(
+            {"predicateType": "https://model-attest.dev/backdoor-scan/v1", "signedBy": ["publisher"]}
+        )
+    policy = {
+        "apiVersion": "model-attest.dev/policy/v1",
+        "signers": {"publisher": [{"key": publisher}]},
+        "require": require,
+    }
+    answer = httpx.post(
+        e2e_registry.url + "/v1/admission/evaluate",
+        json={"modelDigest": digest, "policy": policy, "emitVsa": True, "modelName": "acme/tiny"},
+    ).json()
+    assert answer["allowed"] is (not require_scan)
+    (tmp_path / "vsa.sigstore.json").write_text(json.dumps(answer["verificationSummary"]))
+    (tmp_path / "vsa-policy.yaml").write_text(VSA_POLICY)
+    result = run_attest(
+        "verify",
+        model,
+        "--bundle",
+        tmp_path / "vsa.sigstore.json",
+        "--policy",
+        tmp_path / "vsa-policy.yaml",
+        "--json",
+    )
+    decision = json.loads(result.stdout)
+    if require_scan:
+        assert result.returncode == 1 and {r["code"] for r in decision["reasons"]} == {"VSA_FAILED"}
+    else:
+        assert result.returncode == 0, result.stdout
+        assert decision["evidence"][0]["predicateType"] == "https://slsa.dev/verification_summary/v1"

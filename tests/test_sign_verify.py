@@ -367,3 +367,39 @@ def test_ed25519_signing_round_trip(tmp_path: Path, model_dir: Path, run_attest:
     bundle = sign(run_attest, model_dir, tmp_path / "ed.key", tmp_path / "ed.sigstore.json")
     rc, _, _ = verify(run_attest, model_dir, bundle, tmp_path / "ed.pub")
     assert rc == 0
+
+
+def test_verify_writes_a_signed_vsa(
+    signed: tuple[Path, Path, Path], run_attest: RunAttest, tmp_path: Path
+) -> None:
+    model, bundle, pub = signed
+    assert run_attest("keygen", "--out", tmp_path / "verifier").returncode == 0
+    vsa = tmp_path / "vsa.sigstore.json"
+    ok = run_attest(
+        "verify",
+        model,
+        "--bundle",
+        bundle,
+        "--key",
+        pub,
+        "--vsa",
+        vsa,
+        "--vsa-key",
+        tmp_path / "verifier.key",
+        "--name",
+        "org/tiny",
+    )
+    assert ok.returncode == 0, ok.stderr
+    statement = json.loads(base64.b64decode(json.loads(vsa.read_text())["dsseEnvelope"]["payload"]))
+    assert statement["predicateType"] == "https://slsa.dev/verification_summary/v1"
+    assert statement["predicate"]["verificationResult"] == "PASSED"
+    assert statement["predicate"]["inputAttestations"][0]["uri"] == MANIFEST
+    # a downstream verifier admits on the summary alone, signed by the verifier's key
+    (tmp_path / "vsa.yaml").write_text(
+        "apiVersion: model-attest.dev/policy/v1\nsigners:\n  verifier:\n    - keyFile: verifier.pub\n"
+        "require:\n  - predicateType: https://slsa.dev/verification_summary/v1\n"
+    )
+    assert run_attest("verify", model, "--bundle", vsa, "--policy", tmp_path / "vsa.yaml").returncode == 0
+    # --vsa without a key to sign it is a usage error, and nothing is written
+    missing = run_attest("verify", model, "--bundle", bundle, "--key", pub, "--vsa", tmp_path / "x.json")
+    assert missing.returncode == 2 and not (tmp_path / "x.json").exists()
