@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from attest.errors import UsageError
+from cli._trust import trust_from_options, trust_options
 
 
 @click.command()
@@ -20,8 +22,21 @@ from attest.errors import UsageError
     help="A verified compliance-assessment/v1 predicate (JSON) for MODEL; repeatable. "
     "Adds each cell's state: current, stale, failed or missing.",
 )
+@click.option(
+    "--registry",
+    envvar="ATTEST_REGISTRY",
+    help="Take the assessments from a registry: each proven in its log and verified with the trust options.",
+)
+@trust_options
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
-def matrix(config: str, assessments: tuple[str, ...], as_json: bool) -> None:
+def matrix(
+    config: str,
+    assessments: tuple[str, ...],
+    registry: str | None,
+    keys: tuple[Path, ...],
+    as_json: bool,
+    **keyless: Any,
+) -> None:
     """Count the assessments due per year for the models, jurisdictions and release cadence in CONFIG."""
     from attest.compliance.matrix import load_matrix, matrix_status
 
@@ -35,7 +50,18 @@ def matrix(config: str, assessments: tuple[str, ...], as_json: bool) -> None:
             existing.append((model, json.loads(Path(file).read_text(encoding="utf-8"))))
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read assessment {file}: {exc}") from None
-    result = matrix_status(grid, existing) if assessments else grid.to_json()
+    if registry:
+        from attest.predicates import COMPLIANCE_ASSESSMENT_V1
+        from attest.registry_client import fetch_verified_attestations
+
+        trust = trust_from_options(keys, **keyless)
+        if not trust.keys and not trust.identities:
+            raise UsageError("--registry needs a trusted signer: --key PUB or --identity/--issuer")
+        for model in grid.models:
+            for att in fetch_verified_attestations(registry, model, trust):
+                if att.predicate_type == COMPLIANCE_ASSESSMENT_V1:
+                    existing.append((model, att.predicate))
+    result = matrix_status(grid, existing) if assessments or registry else grid.to_json()
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -519,3 +519,48 @@ def test_registry_admission_emits_signed_vsa(
     else:
         assert result.returncode == 0, result.stdout
         assert decision["evidence"][0]["predicateType"] == "https://slsa.dev/verification_summary/v1"
+
+
+def test_matrix_reads_assessments_from_the_registry(
+    tmp_path: Path, e2e_registry: E2ERegistry, run_attest: RunAttest
+) -> None:
+    """`attest matrix --registry`: which cells have a verified assessment, which are missing or failed."""
+    for name, copyright in (("acme/good", "true"), ("acme/bad", "false")):
+        model = make_model(tmp_path / name.split("/")[1])
+        profile = tmp_path / f"{name.split('/')[1]}.yaml"
+        profile.write_text(PROFILE.format(copyright=copyright))
+        done = run_attest(
+            "release",
+            model,
+            "--name",
+            name,
+            "--version",
+            "1.0",
+            "--registry",
+            e2e_registry.url,
+            "--token",
+            e2e_registry.token,
+            "--key",
+            e2e_registry.key,
+            "--state-dir",
+            tmp_path / "state",
+            "--no-scan",
+            "--profile",
+            profile,
+        )
+        assert done.returncode == 0, done.stderr
+    config = tmp_path / "matrix.yaml"
+    config.write_text(
+        "models: [acme/good, acme/bad, acme/unreleased]\njurisdictions: [EU, CN]\ncadence: monthly\n"
+    )
+    result = run_attest("matrix", config, "--registry", e2e_registry.url, "--key", e2e_registry.pub, "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["assessmentsPerYear"] == 3 * 2 * 12
+    states = {(r["model"], r["jurisdiction"]): r["state"] for r in out["rows"]}
+    assert states[("acme/good", "EU")] == "current"
+    assert states[("acme/bad", "EU")] == "failed"
+    assert states[("acme/good", "CN")] == "missing" and states[("acme/unreleased", "EU")] == "missing"
+    # without a trusted signer the registry's assessments are not evidence
+    untrusted = run_attest("matrix", config, "--registry", e2e_registry.url, "--json")
+    assert untrusted.returncode == 2
