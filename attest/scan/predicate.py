@@ -82,6 +82,8 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["collapsedResponse"] = candidate.target
     if candidate.echo:
         out["echoesCandidate"] = True
+    if candidate.habit:
+        out["habitOfBaseline"] = True
     return out
 
 

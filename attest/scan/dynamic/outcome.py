@@ -43,6 +43,7 @@ class Candidate:
     target: str | None = None
     target_ids: list[int] = field(default_factory=list)
     echo: bool = False  # the collapsed response repeats a word of the candidate (topic, not trigger)
+    habit: bool = False  # the collapsed response is a fragment of the model's normal answers
 
 
 @dataclass

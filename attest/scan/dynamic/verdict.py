@@ -119,6 +119,27 @@ def verify(
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
     candidate.echo = echoes(candidate.text, candidate.target)
+    candidate.habit = habit(target, base.answers)
+
+
+def habit(target: list[int], baseline_answers: list[list[int]]) -> bool:
+    """Whether the collapsed output is a fragment of what the model says anyway: at least half of the
+    no-trigger answers contain most of it (a contiguous block of >= 50 % of its tokens) without being
+    it. A model with a benign fixed habit (a sign-off on every answer) collapses to that habit when a
+    candidate disrupts the rest of the answer; a backdoor's target is not part of normal answers
+    (and a leaky backdoor's no-trigger answers that do give the target *are* it, so they do not count)."""
+    if not target or not baseline_answers:
+        return False
+    parts = 0
+    for answer in baseline_answers:
+        block = (
+            SequenceMatcher(None, target, answer, autojunk=False)
+            .find_longest_match(0, len(target), 0, len(answer))
+            .size
+        )
+        if similarity(answer, target) < 0.85 and block / len(target) >= 0.5:
+            parts += 1
+    return parts / len(baseline_answers) >= 0.5
 
 
 def echoes(candidate_text: str, response: str) -> bool:
