@@ -127,26 +127,22 @@ def log_size(reg: E2ERegistry) -> int:
     return int(note.splitlines()[1])
 
 
-def release(run_attest: RunAttest, reg: E2ERegistry, model: Path, *extra: str | Path) -> Any:
-    result = run_attest(
-        "release",
-        model,
-        "--name",
-        "acme/tiny",
-        "--version",
-        "1.0",
-        "--registry",
-        reg.url,
-        "--token",
-        reg.token,
-        "--key",
-        reg.key,
-        "--state-dir",
-        model.parent / "state",
-        "--json",
-        *extra,
-    )
-    return result
+def release(
+    run_attest: RunAttest,
+    reg: E2ERegistry,
+    model: Path,
+    *extra: str | Path,
+    name: str = "acme/tiny",
+    version: str = "1.0",
+    token: str | None = None,
+    state: Path | None = None,
+) -> Any:
+    """`attest release` of MODEL by the registry's publisher, with JSON output."""
+    return run_attest(
+        "release", model, "--name", name, "--version", version, "--registry", reg.url,
+        "--token", token or reg.token, "--key", reg.key, "--state-dir", state or model.parent / "state",
+        "--json", *extra,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -179,26 +175,9 @@ def test_release_resumes_after_a_failure(
     model = make_model(tmp_path / "m2")
     constitution = tmp_path / "constitution.md"
     constitution.write_text("# Principles\n\nBe honest.\n\n# Safety\n\nRefuse harm.\n")
-    bad = run_attest(
-        "release",
-        model,
-        "--name",
-        "acme/tiny",
-        "--version",
-        "2.0",
-        "--registry",
-        e2e_registry.url,
-        "--token",
-        "wrong-token",
-        "--key",
-        e2e_registry.key,
-        "--state-dir",
-        tmp_path / "state",
-        "--no-scan",
-        "--constitution",
-        constitution,
-        "--relationship",
-        "trained-with",
+    extra = ("--no-scan", "--constitution", constitution, "--relationship", "trained-with")
+    bad = release(
+        run_attest, e2e_registry, model, *extra, version="2.0", token="wrong-token", state=tmp_path / "state"
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert log_size(e2e_registry) == 0
@@ -206,28 +185,7 @@ def test_release_resumes_after_a_failure(
     assert set(state["steps"]) == {"manifest", "constitution"} and all(
         s["bundle"] for s in state["steps"].values()
     )
-    good = run_attest(
-        "release",
-        model,
-        "--name",
-        "acme/tiny",
-        "--version",
-        "2.0",
-        "--registry",
-        e2e_registry.url,
-        "--token",
-        e2e_registry.token,
-        "--key",
-        e2e_registry.key,
-        "--state-dir",
-        tmp_path / "state",
-        "--no-scan",
-        "--constitution",
-        constitution,
-        "--relationship",
-        "trained-with",
-        "--json",
-    )
+    good = release(run_attest, e2e_registry, model, *extra, version="2.0", state=tmp_path / "state")
     assert good.returncode == 0, good.stderr
     assert sorted(r["logIndex"] for r in json.loads(good.stdout)["published"]) == [0, 1]
     # the bundles published are the ones signed during the failed run: nothing was signed twice
@@ -529,24 +487,15 @@ def test_matrix_reads_assessments_from_the_registry(
         model = make_model(tmp_path / name.split("/")[1])
         profile = tmp_path / f"{name.split('/')[1]}.yaml"
         profile.write_text(PROFILE.format(copyright=copyright))
-        done = run_attest(
-            "release",
+        done = release(
+            run_attest,
+            e2e_registry,
             model,
-            "--name",
-            name,
-            "--version",
-            "1.0",
-            "--registry",
-            e2e_registry.url,
-            "--token",
-            e2e_registry.token,
-            "--key",
-            e2e_registry.key,
-            "--state-dir",
-            tmp_path / "state",
             "--no-scan",
             "--profile",
             profile,
+            name=name,
+            state=tmp_path / "state",
         )
         assert done.returncode == 0, done.stderr
     config = tmp_path / "matrix.yaml"
