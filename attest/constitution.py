@@ -233,6 +233,12 @@ def verify_section_proof(proof: dict[str, Any], section_root: str | None = None)
     merkle.verify_inclusion(merkle.leaf_hash(text.encode("utf-8")), index, size, path, root)
 
 
+def default_version(raw: bytes) -> str:
+    """A version label for a text published without one: derived from its raw bytes, so two parties
+    binding the same file agree on it."""
+    return "raw-sha256-" + hashlib.sha256(raw).hexdigest()[:12]
+
+
 def binding_predicate(
     raw: bytes,
     *,

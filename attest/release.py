@@ -61,6 +61,10 @@ class Step:
     bundle: dict[str, Any] | None = None
     entry: dict[str, Any] | None = None
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Step:
+        return cls(doc["kind"], doc["predicateType"], doc["predicate"], doc["bundle"], doc["entry"])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -89,18 +93,7 @@ class ReleaseState:
         if path.exists():
             doc = json.loads(path.read_text())
             if doc.get("modelDigest") == model_digest:  # a changed model starts over
-                state.steps = {
-                    k: Step(
-                        **{
-                            "kind": v["kind"],
-                            "predicate_type": v["predicateType"],
-                            "predicate": v["predicate"],
-                            "bundle": v["bundle"],
-                            "entry": v["entry"],
-                        }
-                    )
-                    for k, v in doc["steps"].items()
-                }
+                state.steps = {k: Step.from_json(v) for k, v in doc["steps"].items()}
         return state
 
     def save(self) -> None:
@@ -140,12 +133,12 @@ def _compliance_predicate(opts: ReleaseOptions, report: Report) -> dict[str, Any
 
 
 def _constitution_predicate(opts: ReleaseOptions, report: Report) -> dict[str, Any]:
-    from attest.constitution import binding_predicate
+    from attest.constitution import binding_predicate, default_version
 
     assert opts.constitution is not None and opts.relationship is not None
     report(f"binding constitution {opts.constitution} ({opts.relationship})")
     raw = opts.constitution.read_bytes()
-    version = opts.constitution_version or "raw-sha256-" + hashlib.sha256(raw).hexdigest()[:12]
+    version = opts.constitution_version or default_version(raw)
     return binding_predicate(
         raw, name=opts.constitution.stem, version=version, relationship=opts.relationship
     )

@@ -134,9 +134,8 @@ def bind(
     Sign it with: attest sign PATH --key K --predicate-type
     https://model-attest.dev/constitution-binding/v1 --predicate OUTPUT
     """
-    import hashlib
 
-    from attest.constitution import binding_predicate
+    from attest.constitution import binding_predicate, default_version
 
     if not Path(path).exists():
         raise ModelPathError(f"model path {path} does not exist")
@@ -150,7 +149,7 @@ def bind(
     predicate = binding_predicate(
         raw,
         name=name or Path(file).stem,
-        version=version or "raw-sha256-" + hashlib.sha256(raw).hexdigest()[:12],
+        version=version or default_version(raw),
         relationship=relationship,
         uri=uri,
         license=license_,
