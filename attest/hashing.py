@@ -1,34 +1,89 @@
 """Parallel, streaming SHA-256 of many files with bounded memory.
 
 Files are hashed concurrently by threads: ``hashlib`` releases the GIL while it digests a large buffer,
-so N threads reach N cores' worth of OpenSSL SHA-256 throughput. Each worker reads into one reusable
-buffer (``readinto``), so memory stays at ``workers x CHUNK`` whatever the model size.
+so N threads reach N cores' worth of OpenSSL SHA-256 throughput.
+
+Two ways to get the bytes to OpenSSL:
+
+* ``read`` (the library default): each worker reads into one reusable buffer (``readinto``), so memory
+  stays at ``workers x CHUNK`` whatever the model size. Safe to embed in any process.
+* ``mmap`` (what the ``attest`` CLI uses): the file is mapped read-only and hashed in place. This skips
+  the copy from the page cache into the buffer, which on a warm cache is a third of the work (measured
+  with ``bench/hashing.py``: 0.75 s instead of 1.1 s for 2 GiB on 2 cores). The price, as for
+  ``b3sum``, is that a file *truncated by another process while it is being hashed* kills the process
+  with SIGBUS: fail-closed (no digest, no decision, non-zero exit), but not a clean error message, so
+  long-lived processes (the guard inside a user's program, the registry) keep ``read``.
+
+Either way a file whose size or modification time changes while it is hashed is refused: the digest
+would describe bytes that no longer exist.
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
+
+from attest.errors import ModelPathError
 
 CHUNK = 4 * 1024 * 1024
 
 ProgressCallback = Callable[[int], None]
 
+_strategy = "read"
+
+
+def use_mmap(enabled: bool = True) -> None:
+    """Choose mmap (``True``) or buffered reads (``False``) for this process; see the module docstring.
+    ``ATTEST_HASH_MMAP=0`` in the environment keeps reads even where a program asks for mmap."""
+    global _strategy
+    _strategy = "mmap" if enabled and os.environ.get("ATTEST_HASH_MMAP", "1") != "0" else "read"
+
+
+def strategy() -> str:
+    """The way this process reads files to hash them: ``read`` or ``mmap``."""
+    return _strategy
+
 
 def sha256_file(path: Path, progress: ProgressCallback | None = None) -> str:
     """Lowercase hex SHA-256 of a file's bytes, streamed."""
     h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        before = os.fstat(f.fileno())
+        if _strategy == "mmap" and before.st_size >= CHUNK:
+            _hash_mapped(f.fileno(), before.st_size, h.update, progress)
+        else:
+            _hash_read(f, h.update, progress)
+        after = os.fstat(f.fileno())
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise ModelPathError(f"{path}: the file changed while it was being hashed")
+    return h.hexdigest()
+
+
+def _hash_read(f: BinaryIO, update: Callable[[memoryview], None], progress: ProgressCallback | None) -> None:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            if progress is not None:
-                progress(n)
-    return h.hexdigest()
+    while n := f.readinto(buf):  # type: ignore[attr-defined]
+        update(view[:n])
+        if progress is not None:
+            progress(n)
+
+
+def _hash_mapped(
+    fd: int, size: int, update: Callable[[memoryview], None], progress: ProgressCallback | None
+) -> None:
+    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+        with memoryview(mapped) as view:
+            for offset in range(0, size, CHUNK):
+                with view[offset : offset + CHUNK] as part:
+                    update(part)
+                    if progress is not None:
+                        progress(len(part))
 
 
 def default_workers() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from attest import hashing
 from attest.errors import AttestError
 
 # name -> ("module:attribute", one-line help). One line per command; a module is imported only when
@@ -71,6 +72,8 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI, turning ``AttestError`` into a one-line message and its exit code."""
+    # A CLI process is short-lived and isolated: hash by mapping files (see attest.hashing).
+    hashing.use_mmap()
     try:
         return cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,10 +6,14 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from attest import hashing
 from attest.errors import ModelPathError
 from attest.manifest import compute_manifest, diff_manifests
 from schemas import SCHEMA_DIR
@@ -89,13 +93,52 @@ def test_default_ignores(tmp_path: Path) -> None:
     assert [f.path for f in compute_manifest(tmp_path).files] == ["w.bin"]
 
 
-def test_large_file_streams_and_matches_hashlib(tmp_path: Path) -> None:
+@pytest.fixture(params=["read", "mmap"])
+def hash_strategy(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Both ways of reading files (library default and the CLI's mmap) must give the same bytes."""
+    hashing.use_mmap(request.param == "mmap")
+    yield hashing.strategy()
+    hashing.use_mmap(False)
+
+
+def test_large_file_streams_and_matches_hashlib(tmp_path: Path, hash_strategy: str) -> None:
     data = os.urandom(9 * 1024 * 1024 + 7)  # spans several read chunks, odd tail
     (tmp_path / "big").write_bytes(data)
     (tmp_path / "small").write_bytes(b"s")
+    (tmp_path / "empty").write_bytes(b"")
     m = compute_manifest(tmp_path, workers=2)
     assert m.by_path()["big"].digest == hashlib.sha256(data).hexdigest()
     assert m.by_path()["big"].size == len(data)
+    assert m.by_path()["empty"].digest == hashlib.sha256(b"").hexdigest()
+
+
+def test_file_changed_while_hashing_refused(tmp_path: Path, hash_strategy: str) -> None:
+    """A digest must describe bytes that exist: a file that grows mid-hash is refused, not hashed."""
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 * hashing.CHUNK))
+
+    grown = False
+
+    def grow_once(_n: int) -> None:
+        nonlocal grown
+        if not grown:
+            grown = True
+            with big.open("ab") as f:
+                f.write(b"appended by another process")
+
+    with pytest.raises(ModelPathError, match="changed while it was being hashed"):
+        hashing.sha256_file(big, progress=grow_once)
+
+
+def test_cli_hashes_with_mmap_unless_disabled(tmp_path: Path) -> None:
+    (tmp_path / "w.bin").write_bytes(b"w")
+    probe = f"import attest.hashing as h, cli.main as m; m.main(['digest', {str(tmp_path)!r}]); print(h.strategy())"
+    env = {**os.environ, "ATTEST_HASH_MMAP": "0"}
+    digest = compute_manifest(tmp_path).digest
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+    assert out == f"{digest}\nmmap\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout
+    assert out == f"{digest}\nread\n"
 
 
 def test_symlink_outside_root_refused(tmp_path: Path) -> None:
