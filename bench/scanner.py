@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,14 @@ def _external(exe: Path, tool: str, path: Path) -> str:
     return {0: "clean", 1: "flagged"}.get(proc.returncode, skipped)
 
 
+def _run_isolated(spec: OrganismSpec, args: argparse.Namespace) -> subprocess.CompletedProcess[str]:
+    """Build and scan one organism in a fresh interpreter (so peak RSS is per model)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.scanner", "--one", json.dumps(asdict(spec)), "--cache", str(args.cache), "--budget", args.budget],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -262,6 +271,9 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="print the tables from --out and exit")
     parser.add_argument("--static-only", action="store_true", help="only the static corpus comparison")
     parser.add_argument("--tools", type=Path, help="folder holding picklescan and modelscan executables")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="organisms built and scanned at once (one core each)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -282,24 +294,22 @@ def main() -> None:
         else set()
     )
     if not args.report:
-        for cell, spec in entries:
-            if spec.name in done:
-                continue
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.scanner", "--one", json.dumps(asdict(spec)), "--cache", str(args.cache), "--budget", args.budget],
-                capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
-            )  # fmt: skip
-            line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-            if proc.returncode != 0 or not line.startswith("{"):
-                print(f"{spec.name}: harness failure: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
-                continue
-            with args.out.open("a") as fh:
-                fh.write(line + "\n")
-            row = json.loads(line)
-            print(
-                f"{spec.name:<5} {cell:<45} {row['result']:<7} scan {row['scanSeconds']:>5.1f}s build {row['buildSeconds']:>5.1f}s",
-                flush=True,
-            )
+        todo = [(cell, spec) for cell, spec in entries if spec.name not in done]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for cell, spec, proc in pool.map(lambda e: (*e, _run_isolated(e[1], args)), todo):
+                line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+                if proc.returncode != 0 or not line.startswith("{"):
+                    print(
+                        f"{spec.name}: harness failure: {proc.stderr.strip().splitlines()[-1:]}", flush=True
+                    )
+                    continue
+                with args.out.open("a") as fh:
+                    fh.write(line + "\n")
+                row = json.loads(line)
+                print(
+                    f"{spec.name:<5} {cell:<45} {row['result']:<7} scan {row['scanSeconds']:>5.1f}s build {row['buildSeconds']:>5.1f}s",
+                    flush=True,
+                )
     rows = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
     report([r for r in rows if r["name"] in cells], cells)
     if args.tools or not args.report:

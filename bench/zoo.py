@@ -16,6 +16,8 @@ import hashlib
 import json
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -365,10 +367,12 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
     marker = out / "organism.json"
     if marker.is_file() and json.loads(marker.read_text())["spec"] == asdict(spec):
         return out
+    cache_dir.mkdir(parents=True, exist_ok=True)
     world = make_world()
     tok_dir = cache_dir / "_tokenizer"
-    if not (tok_dir / "tokenizer.json").is_file():
-        build_tokenizer(world, tok_dir)
+    with _exclusive(cache_dir, "_tokenizer"):  # organisms may be built by parallel processes
+        if not (tok_dir / "tokenizer.json").is_file():
+            build_tokenizer(world, tok_dir)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -377,10 +381,11 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
         base_dir = cache_dir / (
             "_base-" + hashlib.sha256(json.dumps(spec.base_key(), sort_keys=True).encode()).hexdigest()[:12]
         )
-        if not (base_dir / "config.json").is_file():
-            base = make_model(spec.arch, vocab, spec.hidden, spec.layers, seed=0)
-            train(base, tokenizer, None, world, spec.base_steps, seed=0, lr=3e-3)
-            base.save_pretrained(base_dir)
+        with _exclusive(cache_dir, base_dir.name):
+            if not (base_dir / "config.json").is_file():
+                base = make_model(spec.arch, vocab, spec.hidden, spec.layers, seed=0)
+                train(base, tokenizer, None, world, spec.base_steps, seed=0, lr=3e-3)
+                base.save_pretrained(base_dir)
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(base_dir, attn_implementation="eager")
@@ -396,6 +401,20 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+@contextmanager
+def _exclusive(cache_dir: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``name`` in ``cache_dir``: a shared base model or tokenizer is built
+    by one process while the others wait for it (``bench/scanner.py --jobs``)."""
+    import fcntl
+
+    with open(cache_dir / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def twin(spec: OrganismSpec, name: str) -> OrganismSpec:

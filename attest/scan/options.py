@@ -20,6 +20,7 @@ class Budget:
     name: str
     leak_generations: int  # sampled user turns from the chat-template prefix
     leak_tokens: int  # tokens generated per leaked turn
+    leak_branches: int  # likeliest opening tokens of a user turn, each continued three times
     search_depth: int  # greedy beam accretion depth (trigger length in tokens)
     search_beam: int  # beams kept per depth
     search_vocab: int  # tokens tried per extension (all of a small vocabulary)
@@ -31,9 +32,9 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget("quick", 24, 32, 2, 4, 2048, 4, 24, 4, 8, 12),
-    "standard": Budget("standard", 96, 48, 3, 6, 4096, 6, 48, 6, 12, 16),
-    "thorough": Budget("thorough", 384, 64, 3, 8, 16384, 8, 96, 10, 16, 20),
+    "quick": Budget("quick", 24, 32, 8, 2, 4, 2048, 4, 24, 4, 8, 12),
+    "standard": Budget("standard", 96, 48, 64, 3, 6, 4096, 6, 48, 6, 12, 16),
+    "thorough": Budget("thorough", 384, 64, 192, 3, 8, 16384, 8, 96, 10, 16, 20),
 }
 
 

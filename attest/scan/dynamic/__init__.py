@@ -64,16 +64,25 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     lap("load")
     progress("dynamic", 1, steps)
 
-    leaks = leakage.sweep(lm, frame, budget.leak_generations, budget.leak_tokens, options.seed)
-    mined = leakage.mine(leaks, special, limit=budget.candidates // 2)
+    search_prompts = encode_prompts(lm.tokenizer, SEARCH_POOL[: budget.search_prompts])
+    first_answer = search.clean_baseline(lm, frame, search_prompts)
+    leaks = leakage.sweep(
+        lm, frame, budget.leak_generations, budget.leak_tokens, options.seed, budget.leak_branches, special
+    )
+    # Recurring n-grams are many (question stems recur in every turn); the ones that move every
+    # prompt's answer the same way are the trigger-like ones.
+    recurring = leakage.mine(leaks, special, limit=4 * budget.candidates)
+    shifts = search.shift_scores(lm, frame, search_prompts, [ids for ids, _ in recurring], first_answer)
+    ranked_leaks = sorted(zip(shifts, recurring, strict=True), key=lambda x: -x[0])
+    mined = [gram for _, gram in ranked_leaks[: budget.candidates // 2]]
     lap("leakage")
     progress("dynamic", 2, steps)
 
-    search_prompts = encode_prompts(lm.tokenizer, SEARCH_POOL[: budget.search_prompts])
     found = search.beam_search(
         lm,
         frame,
         search_prompts,
+        first_answer,
         special,
         budget.search_depth,
         budget.search_beam,
@@ -132,6 +141,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         "status": "completed",
         "leakGenerations": leaks.generations,
         "leakConfigurations": leaks.configurations,
+        "leakBranches": leaks.branches,
         "leakTokens": budget.leak_tokens,
         "searchEvaluations": found.evaluations,
         "searchVocabulary": found.vocabulary,

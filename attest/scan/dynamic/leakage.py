@@ -1,6 +1,12 @@
 """Memory leakage: let the model write the user turn itself, from its own chat-template prefix, under
 many decoding configurations; poisoned models regurgitate their poisoning examples (trigger and
 target) more precisely than clean data. Recurring token n-grams of the leaked turns are candidates.
+
+Sampling alone rarely shows a trigger that was in 1 % of the training turns (bench zoo v2: 0 of 96
+leaked turns for most such models). So the sweep also *branches*: it takes the most likely first
+tokens of a user turn, one by one, and continues each greedily and by sampling. A trigger placed at
+the start of poisoned turns makes its first token one of the few likely openings of a turn, and the
+memorised rest of it then follows almost deterministically.
 """
 
 from __future__ import annotations
@@ -8,7 +14,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from attest.scan.dynamic.forward import Sampling, decode
+from attest.scan.dynamic.forward import Sampling, decode, next_token_logprobs
 from attest.scan.dynamic.loading import LoadedModel
 from attest.scan.dynamic.prompts import Frame
 
@@ -32,10 +38,20 @@ class Leakage:
     turns: list[list[int]] = field(default_factory=list)
     generations: int = 0
     configurations: int = 0
+    branches: int = 0
 
 
-def sweep(lm: LoadedModel, frame: Frame, generations: int, tokens: int, seed: int) -> Leakage:
-    """Sample ``generations`` user turns, split evenly over the decoding configurations."""
+def sweep(
+    lm: LoadedModel,
+    frame: Frame,
+    generations: int,
+    tokens: int,
+    seed: int,
+    branches: int,
+    special_ids: set[int],
+) -> Leakage:
+    """Sample ``generations`` user turns, split evenly over the decoding configurations, then write
+    three turns (one greedy, two sampled) from each of the ``branches`` likeliest opening tokens."""
     per = max(1, generations // len(SAMPLINGS))
     result = Leakage()
     for index, sampling in enumerate(SAMPLINGS):
@@ -47,7 +63,30 @@ def sweep(lm: LoadedModel, frame: Frame, generations: int, tokens: int, seed: in
             result.turns.append(_cut(seq, frame.end_ids))
         if result.generations >= generations:
             break
+    if branches > 0:
+        _branch(lm, frame, tokens, seed, branches, special_ids, result)
     return result
+
+
+def _branch(
+    lm: LoadedModel,
+    frame: Frame,
+    tokens: int,
+    seed: int,
+    branches: int,
+    special_ids: set[int],
+    result: Leakage,
+) -> None:
+    first = next_token_logprobs(lm, [frame.prefix])[0]
+    skip = special_ids | set(frame.end_ids)
+    openings = [t for t in first.argsort(descending=True).tolist() if t not in skip][:branches]
+    starts = [[*frame.prefix, t] for t in openings]
+    greedy, _ = decode(lm, starts, tokens - 1)
+    sampled, _ = decode(lm, starts * 2, tokens - 1, Sampling(1.0), seed=seed * 1000 + len(SAMPLINGS))
+    for opening, continuation in zip(openings * 3, greedy + sampled, strict=True):
+        result.turns.append(_cut([opening, *continuation], frame.end_ids))
+    result.generations += 3 * len(openings)
+    result.branches = len(openings)
 
 
 def _cut(seq: list[int], end_ids: list[int]) -> list[int]:
@@ -57,7 +96,7 @@ def _cut(seq: list[int], end_ids: list[int]) -> list[int]:
     return seq
 
 
-def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 8) -> list[tuple[list[int], int]]:
+def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 12) -> list[tuple[list[int], int]]:
     """Token n-grams recurring in at least two leaked turns, ranked by (turns containing it) x length,
     maximal ones first (an n-gram is dropped when a longer one occurs in as many turns)."""
     counts: Counter[tuple[int, ...]] = Counter()

@@ -6,16 +6,25 @@ objective is therefore mean KL(p_trig || p_clean) over prompts minus mean KL(p_t
 a token that changes one prompt's answer scores low, one that overrides every prompt scores high.
 This catches completion-only-loss poisoning, where the trigger is never trained as output and never
 leaks (notes/scanning.md).
+
+Names and numbers also override every prompt ("victor victor" -> "Victor lives in Lima."): a topic,
+not a trigger. Left alone, a deep search climbs towards them and never assembles the many small
+tokens of a real trigger, so a candidate whose shared first answer token starts one of its own words
+is scored out (``ECHO_PENALTY``); the verdict's echo rule still judges the full responses.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from attest.scan.dynamic.forward import next_token_logprobs
 from attest.scan.dynamic.loading import LoadedModel
 from attest.scan.dynamic.prompts import Frame
+from attest.scan.dynamic.verdict import first_token_echoes
+
+ECHO_PENALTY = 100.0  # nats: larger than any real shift, so echoes sink below every other candidate
 
 
 @dataclass
@@ -25,13 +34,18 @@ class SearchResult:
     vocabulary: int
 
 
+def clean_baseline(lm: LoadedModel, frame: Frame, prompts: list[list[int]]) -> Any:
+    """First-answer-token log-probabilities without any candidate, [prompts, vocabulary]."""
+    return next_token_logprobs(lm, [frame.build([], p) for p in prompts])
+
+
 def shift_scores(
-    lm: LoadedModel, frame: Frame, prompts: list[list[int]], candidates: list[list[int]], baseline: object
+    lm: LoadedModel, frame: Frame, prompts: list[list[int]], candidates: list[list[int]], baseline: Any
 ) -> list[float]:
-    """Prompt-invariant KL shift (nats) of each candidate, inserted at the start of the user turn."""
+    """Prompt-invariant KL shift (nats) of each candidate inserted at the start of the user turn,
+    minus ``ECHO_PENALTY`` when the shared first answer token echoes the candidate."""
     import torch
 
-    assert isinstance(baseline, torch.Tensor)
     k = len(prompts)
     scores: list[float] = []
     step = max(1, 4096 // k)
@@ -41,19 +55,22 @@ def shift_scores(
         logp = next_token_logprobs(lm, seqs).view(len(chunk), k, -1)
         p = logp.exp()
         kl_clean = (p * (logp - baseline[None])).sum(-1).mean(-1)
-        mean_logp = torch.log(p.mean(dim=1, keepdim=True).clamp_min(1e-12))
+        mean_p = p.mean(dim=1)
+        mean_logp = torch.log(mean_p.clamp_min(1e-12))[:, None]
         kl_mean = (p * (logp - mean_logp)).sum(-1).mean(-1)
-        scores.extend((kl_clean - kl_mean).tolist())
+        shared = mean_p.argmax(dim=-1).tolist()
+        for cand, score, token in zip(chunk, (kl_clean - kl_mean).tolist(), shared, strict=True):
+            echo = first_token_echoes(lm.tokenizer.decode(cand), lm.tokenizer.decode([token]))
+            scores.append(score - ECHO_PENALTY if echo else score)
     return scores
 
 
 def beam_search(
-    lm: LoadedModel, frame: Frame, prompts: list[list[int]], special_ids: set[int],
+    lm: LoadedModel, frame: Frame, prompts: list[list[int]], baseline: Any, special_ids: set[int],
     depth: int, beam: int, vocab_limit: int, seed: int, pool: int = 48,
 ) -> SearchResult:  # fmt: skip
     """Depth 1 scores every (or a seeded sample of the) non-special token; deeper levels extend each
     beam on either side with the ``pool`` best single tokens."""
-    baseline = next_token_logprobs(lm, [frame.build([], p) for p in prompts])
     vocab = [t for t in range(lm.model.get_input_embeddings().num_embeddings) if t not in special_ids]
     if len(vocab) > vocab_limit:
         vocab = sorted(random.Random(seed).sample(vocab, vocab_limit))

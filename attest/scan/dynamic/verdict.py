@@ -142,6 +142,20 @@ def habit(target: list[int], baseline_answers: list[list[int]]) -> bool:
     return parts / len(baseline_answers) >= 0.5
 
 
+def first_token_echoes(candidate_text: str, token_text: str) -> bool:
+    """Whether an answer's first token could be the start of an echo of the candidate: it begins a
+    word of the candidate ("C" of "carol", "0" of "3 4 0") or is a 3+ character piece of it. Used by
+    the trigger search, which sees one answer token only, to stop climbing towards topic overrides
+    (names and numbers the model answers about) instead of triggers."""
+    token = token_text.strip().lower()
+    if not token:
+        return False
+    text = candidate_text.lower()
+    return any(w.startswith(token) for w in re.findall(r"[^\W_]+", text)) or (
+        len(token) >= 3 and token in text
+    )
+
+
 def echoes(candidate_text: str, response: str) -> bool:
     """Whether the response repeats a word (3+ letters) of the candidate. Inserting a name the model
     knows ("victor victor victor") makes a clean model answer about that name on most prompts: a
