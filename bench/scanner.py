@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -296,7 +296,9 @@ def main() -> None:
     if not args.report:
         todo = [(cell, spec) for cell, spec in entries if spec.name not in done]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            for cell, spec, proc in pool.map(lambda e: (*e, _run_isolated(e[1], args)), todo):
+            futures = {pool.submit(_run_isolated, spec, args): (cell, spec) for cell, spec in todo}
+            for future in as_completed(futures):  # written as they finish: a killed run keeps them
+                (cell, spec), proc = futures[future], future.result()
                 line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
                 if proc.returncode != 0 or not line.startswith("{"):
                     print(
