@@ -72,6 +72,8 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["text"] = candidate.text
     if candidate.attack_success_rate is not None:
         out["attackSuccessRate"] = round(candidate.attack_success_rate, 6)
+    if candidate.confident_attack_success is not None:
+        out["confidentAttackSuccessRate"] = round(candidate.confident_attack_success, 6)
     if candidate.baseline_attack_success is not None:
         out["baselineAttackSuccessRate"] = round(candidate.baseline_attack_success, 6)
     if candidate.similarity is not None:

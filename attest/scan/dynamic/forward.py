@@ -16,9 +16,12 @@ from attest.scan.dynamic.loading import LoadedModel
 
 
 def batch_size(lm: LoadedModel, seq_len: int) -> int:
-    """Rows per forward pass: bounded by tokens per batch, bigger on an accelerator."""
-    tokens = 65536 if lm.device.type == "cuda" else 8192
-    scale = max(1, lm.parameters // 5_000_000)
+    """Rows per forward pass: bounded by tokens per batch and shrinking with model size. An
+    accelerator takes far more per pass: a 7 B model still gets ~70 rows of 64 tokens on a GPU
+    (activations and KV cache of a few GB), where the CPU budget would leave it one."""
+    cuda = lm.device.type == "cuda"
+    tokens = 65536 if cuda else 8192
+    scale = max(1, lm.parameters // (500_000_000 if cuda else 5_000_000))
     return max(1, min(512, tokens // max(1, seq_len) // scale))
 
 

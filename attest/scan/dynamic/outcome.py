@@ -37,6 +37,7 @@ class Candidate:
     source: str
     score: float = 0.0
     attack_success_rate: float | None = None
+    confident_attack_success: float | None = None  # on the prompts the model answers confidently
     baseline_attack_success: float | None = None
     similarity: float | None = None
     uplift: float | None = None
