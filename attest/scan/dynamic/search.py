@@ -48,7 +48,10 @@ def shift_scores(
 
     k = len(prompts)
     scores: list[float] = []
-    step = max(1, 4096 // k)
+    # Candidates per chunk: 4096 rows at most, and about 256 MiB of float32 log-probabilities, so a
+    # real vocabulary (128 k-256 k tokens) does not hold gigabytes of host memory per chunk.
+    vocab = int(baseline.shape[-1])
+    step = max(1, min(4096, (256 << 20) // (4 * vocab)) // k)
     for i in range(0, len(candidates), step):
         chunk = candidates[i : i + step]
         seqs = [frame.build(c, p) for c in chunk for p in prompts]
