@@ -679,31 +679,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     organisms = {"poisoned": dirs[0], "clean": dirs[1]}
 
-    for key, path in organisms.items():
-        if remaining() < 20:
-            log(f"analysis {key}: skipped, {remaining():.0f} s left")
-            report.data["analysis"][key] = {"skipped": f"{remaining():.0f} s left"}
-            continue
-        try:
-            report.data["analysis"][key] = analyse(path, key)
-        except Exception as exc:
-            report.data["analysis"][key] = {"error": f"{type(exc).__name__}: {exc}"}
-            report.error(f"analysis {key}", exc)
-        report.data["summary"] = summarise(report.data)
-        report.write()
-
-    for key, path in organisms.items():
-        if remaining() < 30:
-            log(f"scan {key}: skipped, {remaining():.0f} s left")
-            report.data["scans"][key] = {"skipped": f"{remaining():.0f} s left"}
-            continue
-        try:
-            report.data["scans"][key] = scan(path, args.budget, key, remaining)
-        except Exception as exc:
-            report.data["scans"][key] = {"error": f"{type(exc).__name__}: {exc}"}
-            report.error(f"scan {key}", exc)
-        report.data["summary"] = summarise(report.data)
-        report.write()
+    phases: list[tuple[str, float, Callable[[Path, str], dict[str, Any]]]] = [
+        ("analysis", 20, analyse),
+        ("scans", 30, lambda path, key: scan(path, args.budget, key, remaining)),
+    ]
+    for section, needs_s, measure in phases:
+        for key, path in organisms.items():
+            if remaining() < needs_s:
+                log(f"{section} {key}: skipped, {remaining():.0f} s left")
+                report.data[section][key] = {"skipped": f"{remaining():.0f} s left"}
+                continue
+            try:
+                report.data[section][key] = measure(path, key)
+            except Exception as exc:
+                report.data[section][key] = {"error": f"{type(exc).__name__}: {exc}"}
+                report.error(f"{section} {key}", exc)
+            report.data["summary"] = summarise(report.data)
+            report.write()
 
     if device.type == "cuda":
         report.data["peakGpuMemoryGiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from attest.predicates import BACKDOOR_SCAN_V1, validate_predicate
@@ -97,18 +98,21 @@ def test_scan_output_signs_and_verifies(
     scan_file, bundle = tmp_path / "scan.json", tmp_path / "scan.sigstore.json"
     assert run_attest("scan", model, "--static-only", "-o", scan_file).returncode == 0
     key, pub = keypair
-    signed = run_attest(
-        "sign",
-        model,
-        "--key",
-        key,
-        "--predicate-type",
-        BACKDOOR_SCAN_V1,
-        "--predicate",
-        scan_file,
-        "-o",
-        bundle,
-    )
+
+    def sign_scan(predicate: Path, *extra: object) -> subprocess.CompletedProcess[str]:
+        return run_attest(
+            "sign",
+            model,
+            "--key",
+            key,
+            "--predicate-type",
+            BACKDOOR_SCAN_V1,
+            "--predicate",
+            predicate,
+            *extra,
+        )
+
+    signed = sign_scan(scan_file, "-o", bundle)
     assert signed.returncode == 0, signed.stderr
     public = load_public_key(pub)
     verified = verify_bundle(
@@ -121,15 +125,6 @@ def test_scan_output_signs_and_verifies(
     tampered = json.loads(scan_file.read_text())
     tampered["result"] = "CERTIFIED_CLEAN"
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
-    refused = run_attest(
-        "sign",
-        model,
-        "--key",
-        key,
-        "--predicate-type",
-        BACKDOOR_SCAN_V1,
-        "--predicate",
-        tmp_path / "tampered.json",
-    )
+    refused = sign_scan(tmp_path / "tampered.json")
     assert refused.returncode != 0
     assert "result" in refused.stderr
