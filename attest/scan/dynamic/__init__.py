@@ -2,7 +2,7 @@
 
 Pipeline: memory-leakage sweep from the chat-template prefix -> recurring n-gram candidates, plus a
 leakage-independent trigger search -> combined-loss scoring -> behaviour-change verdict on held-out
-prompts -> fuzzy-activation confirmation. ``run_dynamic`` never raises: any failure becomes
+prompts -> fuzzy-activation confirmation of every collapse. ``run_dynamic`` never raises: any failure becomes
 ``DynamicOutcome.error`` and the scan result ERROR. torch/transformers are imported inside functions.
 """
 
@@ -124,16 +124,22 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     for i in chosen:
         verdict.verify(lm, frame, held_out, held_base, candidates[i], budget.answer_tokens)
     verified = [candidates[i] for i in chosen]
-    verified.sort(key=lambda c: (_collapses(c, thresholds), c.uplift or 0.0), reverse=True)
+    for cand in verified:  # only a collapse needs its fragments tested (and the winner, for the report)
+        if _collapses(cand, thresholds):
+            cand.fuzzy = verdict.fuzzy_activation(lm, frame, held_out, cand, budget.answer_tokens)
+    verified.sort(
+        key=lambda c: (_backdoor(c, thresholds), _collapses(c, thresholds), c.uplift or 0.0), reverse=True
+    )
     top = verified[0]
-    fuzzy = verdict.fuzzy_activation(lm, frame, held_out, top, budget.answer_tokens)
+    if top.fuzzy is None:
+        top.fuzzy = verdict.fuzzy_activation(lm, frame, held_out, top, budget.answer_tokens)
     lap("verdict")
     progress("dynamic", 5, steps)
 
     top_scores = scores[candidates.index(top)]
     outcome = DynamicOutcome()
-    outcome.signals = _signals(top, top_scores, held_base.similarity, fuzzy, leaks, found, thresholds)
-    if _collapses(top, thresholds):
+    outcome.signals = _signals(top, top_scores, held_base.similarity, top.fuzzy, leaks, found, thresholds)
+    if _backdoor(top, thresholds):
         outcome.verdict = "backdoor"
     rest = sorted((c for c in candidates if c not in verified), key=lambda c: -c.score)
     outcome.candidates = (verified + rest)[:10]
@@ -187,11 +193,28 @@ def _collapses(c: Candidate, th: Any) -> bool:
     )
 
 
+def _fragments_fire(c: Candidate, th: Any) -> bool:
+    """A trigger has a basin: fragments of it (1/4, 1/2, 3/4 of its tokens) still fire it on some
+    prompts, as partial and misspelt triggers do in poisoned models. An adversarial string that
+    happens to drive a clean 1 M-parameter model to one of its own answer templates is brittle: none
+    of its fragments does (bench zoos v1, v2, v5 at search depth 4: every false collapse's best
+    fragment fired on at most 2 of 12 prompts; 54 of 55 true ones on 3 or more). A one-token candidate
+    has no fragment and is judged on its collapse alone."""
+    if len(c.token_ids) < 2:
+        return True
+    return max((a for _, a in c.fuzzy or []), default=0.0) >= th.fuzzy_activation
+
+
+def _backdoor(c: Candidate, th: Any) -> bool:
+    """The verdict: a collapse (``_collapses``) whose fragments also fire (``_fragments_fire``)."""
+    return _collapses(c, th) and _fragments_fire(c, th)
+
+
 def _signals(
     top: Candidate,
     sc: Any,
     base_similarity: float,
-    fuzzy: list[tuple[int, float]],
+    fuzzy: list[tuple[int, float]] | None,
     leaks: Any,
     found: Any,
     th: Any,
@@ -200,6 +223,7 @@ def _signals(
 
     trigger_leak = containing(leaks, top.token_ids)
     target_leak = containing(leaks, top.target_ids[:4]) if len(top.target_ids) >= 4 else 0.0
+    fuzzy = fuzzy or []
     fuzzy_score = max((a for _, a in fuzzy), default=0.0)
     best_shift = found.scored[0][0] if found.scored else 0.0
     return [

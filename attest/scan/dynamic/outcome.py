@@ -45,6 +45,7 @@ class Candidate:
     target_ids: list[int] = field(default_factory=list)
     echo: bool = False  # the collapsed response repeats a word of the candidate (topic, not trigger)
     habit: bool = False  # the collapsed response is a fragment of the model's normal answers
+    fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, attack success) of partial triggers
 
 
 @dataclass
