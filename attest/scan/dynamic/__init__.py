@@ -195,11 +195,11 @@ def _collapses(c: Candidate, th: Any) -> bool:
 
 def _fragments_fire(c: Candidate, th: Any) -> bool:
     """A trigger has a basin: fragments of it (1/4, 1/2, 3/4 of its tokens) still fire it on some
-    prompts, as partial and misspelt triggers do in poisoned models. An adversarial string that
-    happens to drive a clean 1 M-parameter model to one of its own answer templates is brittle: none
-    of its fragments does (bench zoos v1, v2, v5 at search depth 4: every false collapse's best
-    fragment fired on at most 2 of 12 prompts; 54 of 55 true ones on 3 or more). A one-token candidate
-    has no fragment and is judged on its collapse alone."""
+    prompts, as partial and misspelt triggers do in poisoned models, while an adversarial string that
+    drives a clean small model to one of its own answer templates is usually brittle. On bench zoos
+    re-scanned with a wider search, every false collapse's best fragment fired on at most 2 of 12
+    prompts, and 54 of 55 true collapses' on 3 or more (docs/scanner.md has where it did not help).
+    A one-token candidate has no fragment and is judged on its collapse alone."""
     if len(c.token_ids) < 2:
         return True
     return max((a for _, a in c.fuzzy or []), default=0.0) >= th.fuzzy_activation
