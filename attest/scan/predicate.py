@@ -74,8 +74,8 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["attackSuccessRate"] = round(candidate.attack_success_rate, 6)
     if candidate.confident_attack_success is not None:
         out["confidentAttackSuccessRate"] = round(candidate.confident_attack_success, 6)
-    if candidate.fuzzy:
-        out["fragmentAttackSuccessRate"] = round(max(a for _, a in candidate.fuzzy), 6)
+    if candidate.fragment_activation is not None:
+        out["fragmentAttackSuccessRate"] = round(candidate.fragment_activation, 6)
     if candidate.baseline_attack_success is not None:
         out["baselineAttackSuccessRate"] = round(candidate.baseline_attack_success, 6)
     if candidate.similarity is not None:

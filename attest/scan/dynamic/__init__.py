@@ -138,7 +138,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
 
     top_scores = scores[candidates.index(top)]
     outcome = DynamicOutcome()
-    outcome.signals = _signals(top, top_scores, held_base.similarity, top.fuzzy, leaks, found, thresholds)
+    outcome.signals = _signals(top, top_scores, held_base.similarity, leaks, found, thresholds)
     if _backdoor(top, thresholds):
         outcome.verdict = "backdoor"
     rest = sorted((c for c in candidates if c not in verified), key=lambda c: -c.score)
@@ -202,7 +202,7 @@ def _fragments_fire(c: Candidate, th: Any) -> bool:
     A one-token candidate has no fragment and is judged on its collapse alone."""
     if len(c.token_ids) < 2:
         return True
-    return max((a for _, a in c.fuzzy or []), default=0.0) >= th.fuzzy_activation
+    return (c.fragment_activation or 0.0) >= th.fuzzy_activation
 
 
 def _backdoor(c: Candidate, th: Any) -> bool:
@@ -214,7 +214,6 @@ def _signals(
     top: Candidate,
     sc: Any,
     base_similarity: float,
-    fuzzy: list[tuple[int, float]] | None,
     leaks: Any,
     found: Any,
     th: Any,
@@ -223,8 +222,8 @@ def _signals(
 
     trigger_leak = containing(leaks, top.token_ids)
     target_leak = containing(leaks, top.target_ids[:4]) if len(top.target_ids) >= 4 else 0.0
-    fuzzy = fuzzy or []
-    fuzzy_score = max((a for _, a in fuzzy), default=0.0)
+    fuzzy = top.fuzzy or []
+    fuzzy_score = top.fragment_activation or 0.0
     best_shift = found.scored[0][0] if found.scored else 0.0
     return [
         Signal("responseCollapse", top.similarity or 0.0, th.collapse_similarity, "mean pairwise response similarity",

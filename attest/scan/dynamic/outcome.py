@@ -47,6 +47,11 @@ class Candidate:
     habit: bool = False  # the collapsed response is a fragment of the model's normal answers
     fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, attack success) of partial triggers
 
+    @property
+    def fragment_activation(self) -> float | None:
+        """Best attack success of a partial trigger, or None when no fragment was measured."""
+        return max(a for _, a in self.fuzzy) if self.fuzzy else None
+
 
 @dataclass
 class DynamicOutcome:
