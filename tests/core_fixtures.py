@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+# Real signed material made by other projects on real Sigstore instances (see its README).
+REAL_FIXTURES = REPO / "tests" / "data" / "real"
 
 RunAttest = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -19,7 +19,7 @@ from tests import jsverify
 from tests.core_fixtures import make_model
 from tests.sigstore_domain import VARIANTS, SigstoreDomain
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data" / "real"
 SIGNER_IDENTITY = "publisher@example.test"
 
 
@@ -71,11 +71,7 @@ def js_verifier() -> None:
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """``../shared/fixtures``: real signed material from other projects (read-only)."""
-    if not FIXTURES.is_dir():
-        pytest.fail(
-            f"shared fixtures not found at {FIXTURES} (CI lays shared/ beside the clone)", pytrace=False
-        )
+    """``tests/data/real``: real signed material from other projects (read-only)."""
     return FIXTURES
 
 

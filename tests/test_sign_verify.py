@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core_fixtures import SHARED_FIXTURES, RunAttest, make_model
+from tests.core_fixtures import REAL_FIXTURES, RunAttest, make_model
 
 MANIFEST = "https://model-attest.dev/model-manifest/v1"
 
@@ -331,8 +331,8 @@ def test_digest_json_is_the_manifest(model_dir: Path, run_attest: RunAttest) -> 
 
 
 # ---- interoperability with a real OpenSSF model-signing signature -------------------------------
-OMS_KEY = SHARED_FIXTURES / "oms-real" / "v1.1.0-elliptic-key"
-OMS_PUB = SHARED_FIXTURES / "oms-real" / "keys" / "signing-key-pub.pem"
+OMS_KEY = REAL_FIXTURES / "oms-real" / "v1.1.0-elliptic-key"
+OMS_PUB = REAL_FIXTURES / "oms-real" / "keys" / "signing-key-pub.pem"
 
 
 def test_oms_key_signature_verifies(run_attest: RunAttest) -> None:

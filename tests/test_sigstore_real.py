@@ -1,4 +1,4 @@
-"""Real bundles from the world (``../shared/fixtures``): the project interoperates, not only with itself.
+"""Real bundles from the world (``tests/data/real``): the project interoperates, not only with itself.
 
 - An OpenSSF model-signing v1.0 signature made on the production public-good instance (Rekor v1)
   verifies offline through ``attest verify`` with its signer's identity, and fails with another
