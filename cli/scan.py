@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from attest._internal.atomic import write_atomic
+from attest.errors import UsageError
 from cli._output import console, err_console, print_json
 
 _FAIL_ON = {"failed": {"FAILED", "ERROR"}, "warned": {"WARNED", "FAILED", "ERROR"}, "never": set()}
@@ -22,6 +24,10 @@ _STYLE = {"PASSED": "green", "WARNED": "yellow", "FAILED": "bold red", "ERROR": 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=True, dir_okay=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the predicate JSON to FILE.")
+@click.option(
+    "--sarif", "sarif_path", type=click.Path(dir_okay=False),
+    help="Also write the findings as a SARIF 2.1.0 log to FILE (code-scanning dashboards).",
+)  # fmt: skip
 @click.option("--static-only", is_flag=True, help="Only the static file checks (no torch needed).")
 @click.option(
     "--budget", type=click.Choice(["quick", "standard", "thorough"]), default="standard", show_default=True,
@@ -39,6 +45,7 @@ _STYLE = {"PASSED": "green", "WARNED": "yellow", "FAILED": "bold red", "ERROR": 
 def scan(
     path: str,
     output: str | None,
+    sarif_path: str | None,
     static_only: bool,
     budget: str,
     seed: int,
@@ -49,13 +56,21 @@ def scan(
     """Scan the model at PATH and print (or write) the backdoor-scan/v1 predicate."""
     from attest.scan import ScanOptions, scan_model
 
+    for target in (output, sarif_path):  # fail before a scan that may take minutes, not after it
+        if target and not Path(target).absolute().parent.is_dir():
+            raise UsageError(f"{target}: its folder does not exist")
     options = ScanOptions(budget=budget, seed=seed, static_only=static_only, redact_triggers=redact_triggers)
     if sys.stderr.isatty() and not as_json:
         predicate = _with_progress(lambda progress: scan_model(path, options, progress))
     else:
         predicate = scan_model(path, options)
     if output:
-        Path(output).write_text(json.dumps(predicate, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_atomic(Path(output), (json.dumps(predicate, indent=2, ensure_ascii=False) + "\n").encode())
+    if sarif_path:
+        from attest.scan.sarif import to_sarif
+
+        log = to_sarif(predicate, path)
+        write_atomic(Path(sarif_path), (json.dumps(log, indent=2, ensure_ascii=False) + "\n").encode())
     if as_json:
         print_json(predicate)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from attest._internal.sarif import SARIF_SCHEMA, SEVERITY_LEVEL
 from attest.compliance._export import INFORMATION_URI, TOOL_NAME, rfc3339, tool_version
 from attest.compliance.engine import (
     INSUFFICIENT,
@@ -21,9 +22,8 @@ from attest.compliance.engine import (
     Assessment,
 )
 
-SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 _KIND = {SATISFIED: "pass", NOT_SATISFIED: "fail", INSUFFICIENT: "open", NOT_APPLICABLE: "notApplicable"}
-_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
+_LEVEL = SEVERITY_LEVEL  # shared with the scan export (attest/_internal/sarif.py)
 
 
 def _rule_descriptor(finding: Any) -> dict[str, Any]:

@@ -52,3 +52,24 @@ def worst(findings: list[Finding]) -> str | None:
     if not findings:
         return None
     return max((f.severity for f in findings), key=severity_rank)
+
+
+UNANALYSED = "format.unanalysed"
+
+
+def unanalysed(file: str, reason: str) -> Finding:
+    """The finding for content the scanner cannot analyse: medium, so the result is at least WARNED
+    (never a silent PASSED), and one rule id a policy or a reader can look for."""
+    return Finding(UNANALYSED, "medium", file, reason)
+
+
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    """Drop repeats of the same rule and evidence (one finding per distinct fact), keeping order."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.rule_id, f.file, f.evidence)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out

@@ -7,6 +7,7 @@ exception and never PASSED.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,8 @@ def scan_model(
         "files": static.files,
         "pickles": static.pickles,
         "safetensors": len(static.safetensors),
+        # How many top-level files of each detected format (so "PASSED" shows what was looked at).
+        "formats": dict(sorted(Counter(static.formats.values()).items())),
     }
     return build_predicate(
         options=options,

@@ -13,7 +13,7 @@ from typing import Any
 
 from attest._internal.walk import DEFAULT_IGNORES, walk_model
 from attest.errors import ModelPathError
-from attest.scan.findings import Finding
+from attest.scan.findings import UNANALYSED, Finding
 from attest.scan.static.config_checks import code_bearing, consistency, load_config
 from attest.scan.static.containers import scan_path
 from attest.scan.static.safetensors_header import SafetensorsHeader
@@ -44,8 +44,17 @@ def scan_static(path: str | Path) -> StaticResult:
     except ModelPathError as exc:
         result.findings.append(Finding("path.rejected", "high", root.name, exc.message))
         return result
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError on 3.11), unreadable folder
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        result.findings.append(
+            Finding("path.rejected", "high", root.name, f"cannot walk the model: {reason}")
+        )
+        return result
+    references: set[str] = set()
     for entry in walked:
-        _scan_one(entry.real_path, entry.rel_path, result)
+        references |= _scan_one(entry.real_path, entry.rel_path, result)
+    # Files another file loads as raw data (ONNX external data) are known data, not unanalysed.
+    result.findings = [f for f in result.findings if not (f.rule_id == UNANALYSED and f.file in references)]
     if root.is_file():
         return result
     rel_paths = [entry.rel_path for entry in walked]
@@ -55,11 +64,18 @@ def scan_static(path: str | Path) -> StaticResult:
     return result
 
 
-def _scan_one(file_path: Path, rel: str, result: StaticResult) -> None:
-    scanned = scan_path(file_path, rel)
+def _scan_one(file_path: Path, rel: str, result: StaticResult) -> set[str]:
+    """Scan one file into ``result``; return the files it references as data."""
+    try:
+        scanned = scan_path(file_path, rel)
+    except OSError as exc:  # unreadable file: fail closed, never a traceback
+        result.files += 1
+        result.findings.append(Finding("file.unreadable", "high", rel, f"cannot read: {exc.strerror or exc}"))
+        return set()
     result.files += 1
     result.pickles += scanned.pickles
     result.formats[rel] = scanned.format
     result.findings.extend(scanned.findings)
     if scanned.safetensors is not None:
         result.safetensors[rel] = scanned.safetensors
+    return scanned.references

@@ -22,9 +22,12 @@ _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 _EMBED_NAMES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
 # Jinja constructs used by published sandbox escapes and template-injection payloads.
 _TEMPLATE_GADGETS = re.compile(
-    r"__(class|mro|subclasses|globals|builtins|init|import|base|bases|dict|getattribute)__"
+    r"__(class|mro|subclasses|globals|builtins|init|import|base|bases|dict|getattribute|loader|spec|code)__"
+    r"|\|\s*attr\b|\bfrom_pyfile\b|\b_module\b"
+    # a dunder name built from pieces: '__' ~ ..., '_' joined, \x5f escapes, '%c' | format(95)
+    r"|['\"]__|__['\"]|['\"]_+['\"]|\\x5f|\\u005f|\\U0000005f|\\137|%c[^'\"]*['\"]\s*\|\s*format"
     r"|\{%-?\s*(import|include|extends|from)\b|\bcycler\b|\bjoiner\b|\blipsum\b|\bself\._TemplateReference"
-    r"|\brequest\b|\bconfig\.items\b|\bos\.|\bpopen\b|\bsubprocess\b",
+    r"|\bconfig\.items\b|\bos\.|\bpopen\b|\bsubprocess\b",
 )
 _TORCH_DTYPE_TO_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 
@@ -36,8 +39,9 @@ def load_config(root: Path, findings: list[Finding]) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        findings.append(Finding("config.malformed", "high", "config.json", f"not JSON: {exc}"[:300]))
+    except (ValueError, UnicodeDecodeError, RecursionError, OSError) as exc:
+        reason = "nested too deeply to parse" if isinstance(exc, RecursionError) else str(exc)
+        findings.append(Finding("config.malformed", "high", "config.json", f"not JSON: {reason}"[:300]))
         return None
     if not isinstance(doc, dict):
         findings.append(Finding("config.malformed", "high", "config.json", "config is not a JSON object"))
@@ -77,29 +81,29 @@ def code_bearing(root: Path, rel_paths: list[str], config: dict[str, Any] | None
                 )
             )
     for rel, template in _chat_templates(root, rel_paths):
-        digest = hashlib.sha256(template.encode()).hexdigest()
-        gadget = _TEMPLATE_GADGETS.search(template)
-        if gadget:
-            findings.append(
-                Finding(
-                    "code.chat-template-gadget",
-                    "high",
-                    rel,
-                    f"chat template contains {gadget.group(0)!r} (sandbox-escape construct)",
-                    {"sha256": digest},
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    "code.chat-template",
-                    "info",
-                    rel,
-                    f"chat template ({len(template)} chars)",
-                    {"sha256": digest},
-                )
-            )
+        findings.extend(template_findings(rel, template))
     return findings
+
+
+def template_findings(rel: str, template: str, where: str = "chat template") -> list[Finding]:
+    """One finding for a Jinja chat template: ``code.chat-template-gadget`` (high) when it contains a
+    sandbox-escape construct, else ``code.chat-template`` (info) recording its sha256. Shared by
+    ``tokenizer_config.json``, ``chat_template.json``, ``*.jinja`` and GGUF metadata templates."""
+    digest = hashlib.sha256(template.encode("utf-8", "surrogatepass")).hexdigest()
+    gadget = _TEMPLATE_GADGETS.search(template)
+    if gadget:
+        return [
+            Finding(
+                "code.chat-template-gadget",
+                "high",
+                rel,
+                f"{where} contains {gadget.group(0)!r} (sandbox-escape construct)",
+                {"sha256": digest},
+            )
+        ]
+    return [
+        Finding("code.chat-template", "info", rel, f"{where} ({len(template)} chars)", {"sha256": digest})
+    ]
 
 
 def _flatten(value: object) -> list[object]:
@@ -116,7 +120,7 @@ def _json_docs(root: Path, rel_paths: list[str], names: tuple[str, ...]) -> list
         if Path(rel).name in names:
             try:
                 doc = json.loads((root / rel).read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError, OSError):
+            except (ValueError, UnicodeDecodeError, OSError, RecursionError):
                 continue  # config.json errors are reported by load_config; others are not code
             if isinstance(doc, dict):
                 out.append((rel, doc))
@@ -214,7 +218,7 @@ def _index_checks(root: Path, headers: dict[str, SafetensorsHeader]) -> list[Fin
             doc = json.loads(index_path.read_text(encoding="utf-8"))
             weight_map = doc["weight_map"]
             assert isinstance(weight_map, dict)
-        except (ValueError, KeyError, AssertionError, UnicodeDecodeError):
+        except (ValueError, KeyError, AssertionError, UnicodeDecodeError, RecursionError, OSError):
             findings.append(Finding("consistency.index-malformed", "high", rel, "unreadable shard index"))
             continue
         for tensor, shard in sorted(weight_map.items()):
