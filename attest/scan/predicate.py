@@ -31,6 +31,8 @@ LIMITATIONS = [
     "Trigger search is bounded by the budget recorded in coverage; longer or rarer triggers may be missed.",
     "Attention-hijacking scores are low-weight evidence, not validated on models under 100 M parameters.",
     "Static pickle analysis uses a default-deny allowlist: unknown globals are reported even when benign.",
+    "Files of a format the static stage cannot analyse are reported as format.unanalysed (at least "
+    "WARNED), never passed silently; content inside archives is scanned up to 4 levels and 512 MiB.",
 ]
 
 
@@ -88,6 +90,36 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["echoesCandidate"] = True
     if candidate.habit:
         out["habitOfBaseline"] = True
+    out.update(_span_json(candidate, redact))
+    return out
+
+
+def _span_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
+    """The appended-span evidence, the margins to every threshold and the rule met, when measured."""
+    out: dict[str, Any] = {}
+    if candidate.span_ids:
+        out["spanTokenIds"] = [int(t) for t in candidate.span_ids]
+        if candidate.span is not None and not redact:
+            out["appendedSpan"] = candidate.span
+        rates = {
+            "spanAttackSuccessRate": candidate.span_rate,
+            "spanConfidentAttackSuccessRate": candidate.span_confident_rate,
+            "spanBaselineRate": candidate.span_baseline_rate,
+            "spanNovelty": candidate.span_novelty,
+            "answerRetention": candidate.retention,
+            "spanFragmentAttackSuccessRate": candidate.span_fragment_activation,
+        }
+        out.update({k: round(v, 6) for k, v in rates.items() if v is not None})
+    if candidate.span_echo:
+        out["spanEchoesCandidate"] = True
+    if candidate.self_answer:
+        out["answersItself"] = True
+    if candidate.refined_from is not None:
+        out["refinedFromSha256"] = trigger_hash(candidate.refined_from)
+    if candidate.margins:
+        out["margins"] = {k: None if v is None else round(v, 6) for k, v in candidate.margins.items()}
+    if candidate.rule is not None:
+        out["rule"] = candidate.rule
     return out
 
 
@@ -124,6 +156,7 @@ def build_predicate(
         else [],
         "coverage": coverage,
         "result": decide_result(findings, dynamic, errors),
+        **({"dynamicDecision": dynamic.decision} if dynamic is not None and dynamic.decision else {}),
         "scanStartedOn": rfc3339(started),
         "scanFinishedOn": rfc3339(finished),
         "runtimeSeconds": round((finished - started).total_seconds(), 3),

@@ -55,6 +55,26 @@ def next_token_logprobs(lm: LoadedModel, seqs: list[list[int]]) -> Any:
     return torch.cat(out)
 
 
+def logprobs_at(lm: LoadedModel, seqs: list[list[int]], back: list[list[int]]) -> Any:
+    """Log-probabilities of the next token at chosen positions of each sequence, counted from its end
+    (0 = after the last token), as a float32 [N, P, V] tensor (CPU); every row names P positions.
+    One pass serves both the first answer token and the token after a teacher-forced answer."""
+    import torch
+
+    out = []
+    size = batch_size(lm, max(len(s) for s in seqs))
+    with torch.no_grad():
+        for start in range(0, len(seqs), size):
+            chunk = seqs[start : start + size]
+            ids, mask, positions = _pad_left(lm, chunk)
+            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            width = ids.shape[1]
+            index = torch.tensor([[width - 1 - b for b in back[start + r]] for r in range(len(chunk))])
+            picked = logits[torch.arange(len(chunk))[:, None], index.to(logits.device)]
+            out.append(torch.log_softmax(picked.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """One decoding configuration of the leakage sweep (temperature 0 means greedy)."""

@@ -16,12 +16,19 @@ class Signal:
     unit: str
     triggered: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    below: bool = False  # the signal fires at or below its threshold (entropy), not at or above
+
+    @property
+    def margin(self) -> float:
+        """Signed distance of the score to the threshold: >= 0 on the firing side."""
+        return self.threshold - self.score if self.below else self.score - self.threshold
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "score": round(float(self.score), 6),
             "threshold": self.threshold,
+            "margin": round(float(self.margin), 6),
             "unit": self.unit,
             "triggered": self.triggered,
             **self.extra,
@@ -46,11 +53,30 @@ class Candidate:
     echo: bool = False  # the collapsed response repeats a word of the candidate (topic, not trigger)
     habit: bool = False  # the collapsed response is a fragment of the model's normal answers
     fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, attack success) of partial triggers
+    # The appended / inserted span (verdict.shared_span) and how it behaves.
+    span_ids: list[int] = field(default_factory=list)
+    span: str | None = None
+    span_rate: float | None = None  # fraction of held-out responses carrying the span
+    span_confident_rate: float | None = None  # the same among the confidently answered prompts
+    span_baseline_rate: float | None = None  # fraction of untriggered answers carrying it
+    span_novelty: float | None = None  # share of span tokens no untriggered answer uses
+    retention: float | None = None  # how much of the normal answer the span-carrying responses keep
+    span_echo: bool = False  # the span repeats a word of the candidate
+    span_fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, span rate) of partial triggers
+    self_answer: bool = False  # a question that merely answers itself (verdict.answers_itself)
+    refined_from: str | None = None  # the verified candidate this minimal span was cut from
+    margins: dict[str, float | None] = field(default_factory=dict)  # per threshold, >= 0 means met
+    rule: str | None = None  # the verdict rule this candidate meets: "collapse" or "appended-span"
 
     @property
     def fragment_activation(self) -> float | None:
         """Best attack success of a partial trigger, or None when no fragment was measured."""
         return max(a for _, a in self.fuzzy) if self.fuzzy else None
+
+    @property
+    def span_fragment_activation(self) -> float | None:
+        """Best span rate of a partial trigger, or None when none was measured."""
+        return max(a for _, a in self.span_fuzzy) if self.span_fuzzy else None
 
 
 @dataclass
@@ -63,3 +89,4 @@ class DynamicOutcome:
     coverage: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    decision: dict[str, Any] = field(default_factory=dict)  # rule, margins (``dynamicDecision``)
