@@ -49,11 +49,29 @@ def strategy() -> str:
     return _strategy
 
 
+# Digests of files this process wrote and hashed in the same pass (the guard's private snapshots, see
+# attest/guard.py), so verifying the snapshot does not read it a second time. An entry holds only while
+# the file keeps its device, inode, size, mtime and ctime: no write can change the bytes without
+# changing the ctime, which user space cannot set back.
+_known: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+
+
+def remember_digest(fd: int, digest: str) -> None:
+    """Record the digest of the bytes just written and hashed through ``fd`` (after its last change)."""
+    st = os.fstat(fd)
+    _known[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+
+
 def sha256_file(path: Path, progress: ProgressCallback | None = None) -> str:
     """Lowercase hex SHA-256 of a file's bytes, streamed."""
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
         before = os.fstat(f.fileno())
+        known = _known.get((before.st_dev, before.st_ino))
+        if known is not None and known[:3] == (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+            if progress is not None:
+                progress(before.st_size)
+            return known[3]
         if _strategy == "mmap" and before.st_size >= CHUNK:
             _hash_mapped(f.fileno(), before.st_size, h.update, progress)
         else:

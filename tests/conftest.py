@@ -10,6 +10,14 @@ import os
 
 # torch's default two intra-op threads thrash on a shared 2-core machine (see shared notes/scanning.md).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The guard's verified store (attest/_guard_boot/store.py) goes to a per-session folder, never ~/.cache.
+if "ATTEST_GUARD_STORE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["ATTEST_GUARD_STORE"] = tempfile.mkdtemp(prefix="attest-test-guard-store-")
+    atexit.register(shutil.rmtree, os.environ["ATTEST_GUARD_STORE"], True)
 
 pytest_plugins: list[str] = [
     "tests.scan_fixtures",
