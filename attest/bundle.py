@@ -52,6 +52,16 @@ class ParsedBundle:
         return "publicKey" in self.verification_material
 
     @property
+    def is_certificate_bundle(self) -> bool:
+        """Signed with a private X.509 chain and no log entry (OpenSSF model-signing ``certificate``).
+
+        Sigstore keyless bundles of v0.2 also carry ``x509CertificateChain``, but always with a log
+        entry; those go to sigstore-python's verifier instead.
+        """
+        vm = self.verification_material
+        return "x509CertificateChain" in vm and not vm.get("tlogEntries")
+
+    @property
     def key_hint(self) -> str:
         return str((self.verification_material.get("publicKey") or {}).get("hint", ""))
 
@@ -62,9 +72,25 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def build_key_bundle(payload: bytes, payload_type: str, signature: bytes, key_hint: str) -> dict[str, Any]:
+    """A bundle naming its key by hint (sha256 of the DER SPKI here, of the PEM SPKI for OMS)."""
+    return build_bundle(payload, payload_type, signature, {"publicKey": {"hint": key_hint}})
+
+
+def build_certificate_bundle(
+    payload: bytes, payload_type: str, signature: bytes, chain_der: list[bytes]
+) -> dict[str, Any]:
+    """A bundle carrying the signing certificate and its chain (leaf first), as model_signing writes."""
+    certs = [{"rawBytes": base64.b64encode(der).decode()} for der in chain_der]
+    return build_bundle(payload, payload_type, signature, {"x509CertificateChain": {"certificates": certs}})
+
+
+def build_bundle(
+    payload: bytes, payload_type: str, signature: bytes, material: dict[str, Any]
+) -> dict[str, Any]:
+    """Bundle v0.3 around one DSSE signature; ``material`` is the key or certificate part, no log."""
     return {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": key_hint}, "tlogEntries": []},
+        "verificationMaterial": {**material, "tlogEntries": []},
         "dsseEnvelope": {
             "payload": base64.b64encode(payload).decode(),
             "payloadType": payload_type,

@@ -1,7 +1,8 @@
 """Long-lived signing keys: generation, loading, fingerprints.
 
-Private keys are written 0600 with ``O_EXCL`` (never over an existing key), optionally encrypted with a
-passphrase. A key's identity is its fingerprint, ``sha256:<hex of the DER SubjectPublicKeyInfo>``,
+Keys are read with a size cap (``MAX_KEY_BYTES``) and only from regular files, so a library caller
+handing in ``/dev/zero`` or a FIFO gets a one-line error instead of a hang. Private keys are written
+0600 with ``O_EXCL`` (never over an existing key), optionally encrypted with a passphrase. A key's identity is its fingerprint, ``sha256:<hex of the DER SubjectPublicKeyInfo>``,
 which is what policies and namespace bindings name.
 """
 
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+from attest._internal.capped import MAX_KEY_BYTES, read_capped
 from attest.errors import KeyMaterialError, UsageError
 
 PASSPHRASE_ENV = "ATTEST_KEY_PASSPHRASE"
@@ -73,10 +75,7 @@ def write_key_pair(prefix: Path, algorithm: str = "ecdsa-p256", passphrase: byte
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyTypes:
     """Load a PEM private key; the passphrase comes from the caller or ``ATTEST_KEY_PASSPHRASE``."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read key: {exc.strerror}") from None
+    data = read_capped(path, MAX_KEY_BYTES, "key")
     if passphrase is None and (env := os.environ.get(PASSPHRASE_ENV)):
         passphrase = env.encode()
     try:
@@ -93,20 +92,23 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyT
 
 
 def is_encrypted_key(path: Path) -> bool:
-    return b"ENCRYPTED" in Path(path).read_bytes()[:64]
+    """Whether the PEM private key at ``path`` is passphrase-protected (read capped, like loading)."""
+    return b"ENCRYPTED" in read_capped(path, MAX_KEY_BYTES, "key")[:64]
 
 
 def load_public_key(path: Path) -> PublicKeyTypes:
-    """Load a PEM public key (SubjectPublicKeyInfo) or the public half of a certificate."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read key: {exc.strerror}") from None
+    """Load a public key (SubjectPublicKeyInfo, PEM or DER) or the public half of a PEM certificate.
+
+    DER is accepted because that is what token tools export (``pkcs11-tool --read-object --type pubkey``).
+    """
+    data = read_capped(path, MAX_KEY_BYTES, "key")
     try:
         if b"BEGIN CERTIFICATE" in data:
             from cryptography import x509
 
             return x509.load_pem_x509_certificate(data).public_key()
+        if b"-----BEGIN" not in data:
+            return serialization.load_der_public_key(data)
         return serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyMaterialError(f"{path}: not a usable public key ({_first_line(exc)})") from None

@@ -1,44 +1,36 @@
-"""Signing attestations: one interface, one implementation per backend.
+"""Signing attestations: one interface (``Signer``), one module per backend.
 
 ``Signer.sign_statement`` takes the exact statement bytes and returns a Sigstore bundle v0.3 JSON
-object. Local keys sign here through securesystemslib (whose signer family also reaches KMS and HSM
-keys); Sigstore keyless signing lives in ``attest._sigstore`` behind the same interface.
+object. Backends: ``KeySigner`` (``_key.py``: a key file, or a key that never leaves its HSM or KMS,
+named by a securesystemslib signer URI: ``hsm:``, ``gcpkms:``, ``awskms:``, ``azurekms:``, ``hv:``;
+optionally carrying an X.509 certificate chain), and Sigstore keyless in ``attest._sigstore``.
+What is signed: a model-attest statement (``sign_attestation``, ``sign_model``) or an OpenSSF
+model-signing v1.0 signature (``sign_oms``, ``_oms.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from securesystemslib.signer import CryptoSigner
-
-from attest.bundle import build_key_bundle, pae
-from attest.keys import fingerprint, spki_der
 from attest.manifest import Manifest, compute_manifest
 from attest.predicates import MODEL_MANIFEST_V1, validate_predicate
-from attest.statement import PAYLOAD_TYPE, build_statement
+from attest.signing._base import Signer
+from attest.signing._key import PIN_ENV, SIGNER_URI_SCHEMES, KeySigner
+from attest.signing._oms import oms_ignore_paths, sign_oms
+from attest.statement import build_statement
 
-
-class Signer(Protocol):
-    """Anything that turns statement bytes into a signed Sigstore bundle."""
-
-    def sign_statement(self, statement: bytes) -> dict[str, Any]: ...
-
-
-class KeySigner:
-    """Signs with a long-lived ECDSA or Ed25519 key; the bundle carries the key's hint, no log entry."""
-
-    def __init__(self, private_key: PrivateKeyTypes) -> None:
-        self._signer = CryptoSigner(private_key)
-        self.public_key = private_key.public_key()
-        self.fingerprint = fingerprint(self.public_key)
-        self._hint = hashlib.sha256(spki_der(self.public_key)).hexdigest()
-
-    def sign_statement(self, statement: bytes) -> dict[str, Any]:
-        signature = self._signer.sign(pae(PAYLOAD_TYPE, statement))
-        return build_key_bundle(statement, PAYLOAD_TYPE, bytes.fromhex(signature.signature), self._hint)
+__all__ = [
+    "PIN_ENV",
+    "SIGNER_URI_SCHEMES",
+    "KeySigner",
+    "Signer",
+    "manifest_predicate",
+    "oms_ignore_paths",
+    "sign_attestation",
+    "sign_model",
+    "sign_oms",
+]
 
 
 def manifest_predicate(
@@ -55,6 +47,7 @@ def manifest_predicate(
         "model": model,
         "files": [f.to_json() for f in manifest.files],
         "ignores": list(manifest.ignores),
+        **({"allowIgnoreLoadable": True} if manifest.allow_ignore_loadable else {}),
         "fileCount": len(manifest.files),
         "totalSize": manifest.total_size,
     }
