@@ -63,3 +63,21 @@ class KeyMaterialError(AttestError):
 
     exit_code = 2
     http_status = 400
+
+
+class UndecidedError(AttestError):
+    """No decision could be made: a registry or mirror unreachable, an I/O error, a timeout.
+
+    Exit code 3, distinct from 1 ("denied"): a caller that retries on 3 must never retry on 1, and an
+    admission controller that fails closed on 3 knows the model was not judged bad.
+    """
+
+    exit_code = 3
+    http_status = 503
+
+
+# The exit codes of the ``attest`` command, documented in ``attest --help`` and the README.
+EXIT_ALLOWED = 0
+EXIT_DENIED = 1
+EXIT_USAGE = 2
+EXIT_UNDECIDED = 3

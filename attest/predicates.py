@@ -2,14 +2,26 @@
 
 Verifiers refuse a predicate type they do not know (fail closed) and validate every predicate they
 accept; unknown *fields* inside a known predicate are allowed, as in-toto's parsing rules require.
+
+One validator for every caller: the signers (``attest.signing``, scans, compliance, bindings, VSAs),
+the registry's publish check, the verifier and the document loaders (policy, profile, rule pack) all
+go through ``validate_document``. It asserts the ``date-time`` format, which JSON Schema otherwise
+treats as a mere annotation, so signing refuses exactly what the registry would refuse.
+
+The one lenient caller is the verifier (``check_formats=False``): a bundle another tool signed with
+a sloppy time still verifies, and the policy engine then decides whether the time matters (an
+unreadable date never satisfies an age requirement: ``ATTESTATION_UNDATED``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
 from attest.errors import SchemaError, VerificationError
@@ -68,15 +80,55 @@ def known() -> list[PredicateType]:
     return sorted(_REGISTRY.values(), key=lambda p: p.uri)
 
 
-def validate_predicate(uri: str, predicate: Any) -> None:
-    """Raise ``SchemaError`` naming the first violation if ``predicate`` does not fit its schema."""
-    validate_document(get(uri).schema, predicate, what=f"predicate {uri}")
+def validate_predicate(uri: str, predicate: Any, *, check_formats: bool = True) -> None:
+    """Raise ``SchemaError`` naming the first violation if ``predicate`` does not fit its schema.
+
+    ``check_formats``: assert ``format: date-time`` (the default; see the module docstring).
+    """
+    validate_document(get(uri).schema, predicate, what=f"predicate {uri}", check_formats=check_formats)
 
 
-def validate_document(schema_name: str, document: Any, what: str) -> None:
-    """Validate any document against ``schemas/<schema_name>.schema.json`` with a one-line error."""
-    validator = Draft202012Validator(load_schema(schema_name))
-    error = best_match(validator.iter_errors(document))
+# RFC 3339 ``date-time`` (section 5.6): a full date, a time, and a mandatory offset. ASCII digits only.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
+
+
+def check_rfc3339(value: object) -> bool:
+    """JSON Schema ``format: date-time``: RFC 3339 with an offset, representable in UTC.
+
+    Stricter than ``datetime.fromisoformat`` (which takes "2026-01-01", a missing offset, or a space
+    for ``T``) and needs no extra package (jsonschema's own checker wants ``rfc3339-validator``).
+    A time whose UTC instant falls outside years 1..9999 is refused: nothing downstream could
+    compare it. Non-strings pass, as JSON Schema formats constrain strings only.
+    """
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+# Only the formats listed here are asserted; any other ``format`` stays an annotation.
+FORMATS = FormatChecker(formats=())
+FORMATS.checks("date-time")(check_rfc3339)
+
+
+@cache
+def _validator(schema_name: str, check_formats: bool) -> Draft202012Validator:
+    """A compiled validator per schema (schemas are immutable package data)."""
+    return Draft202012Validator(load_schema(schema_name), format_checker=FORMATS if check_formats else None)
+
+
+def validate_document(schema_name: str, document: Any, what: str, *, check_formats: bool = True) -> None:
+    """Validate any document against ``schemas/<schema_name>.schema.json`` with a one-line error.
+
+    With ``check_formats`` (the default) ``format: date-time`` is asserted (``check_rfc3339``): a scan
+    "finished" on "yesterday" is refused before it is signed, and by the registry at publish.
+    """
+    error = best_match(_validator(schema_name, check_formats).iter_errors(document))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise SchemaError(f"{what} is invalid at {where}: {error.message}")

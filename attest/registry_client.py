@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,7 +28,10 @@ from attest._internal import merkle
 from attest._internal.log_leaf import check_leaf
 from attest.checkpoint import Checkpoint, NoteVerifier, verify_checkpoint
 from attest.errors import AttestError, UsageError, VerificationError
-from attest.verifying import Trust, VerifiedAttestation, verify_bundle
+from attest.verifying import Trust, VerifiedAttestation
+
+if TYPE_CHECKING:
+    from attest.policy import Policy
 
 TOKEN_ENV = "ATTEST_REGISTRY_TOKEN"
 STORE_ENV = "ATTEST_CHECKPOINT_DIR"
@@ -307,19 +310,20 @@ def fetch_logged_bundles(
 
 
 def fetch_verified_attestations(
-    registry_url: str, model: str, trust: Trust, **client_kwargs: Any
+    registry_url: str, model: str, trust: Trust, policy: Policy | None = None, **client_kwargs: Any
 ) -> list[VerifiedAttestation]:
     """Fetch the attestations about ``model`` (``sha256:<hex>`` digest or ``org/name``), prove each is in
-    the log, and verify each bundle locally with ``trust`` (subject = the digest, when a digest is given).
+    the log, and keep the evidence by the one rule (``attest.evidence``): verified with ``trust``, signed
+    by a signer ``policy`` trusts for that predicate (without a policy: any signer of ``trust``), and,
+    when a digest is given, about that digest.
 
-    Raises ``VerificationError`` on a log fork or a bad proof; a bundle that does not verify is left out
+    Raises ``VerificationError`` on a log fork or a bad proof; a bundle that is not evidence is left out
     (the policy then decides with what remains, so a missing requirement becomes a denial).
     """
+    from attest.evidence import collect_evidence
+    from attest.policy import Policy
+
     expected = _model_filter(model).get("subjectDigest")
-    verified = []
-    for _name, data in fetch_logged_bundles(registry_url, model, **client_kwargs):
-        try:
-            verified.append(verify_bundle(data, trust, expected_digest=expected))
-        except VerificationError:
-            continue
-    return verified
+    bundles = fetch_logged_bundles(registry_url, model, **client_kwargs)
+    evidence = collect_evidence(bundles, policy or Policy.default(trust), trust, model_digest=expected)
+    return evidence.verified

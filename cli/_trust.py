@@ -9,9 +9,11 @@ from typing import Any
 
 import click
 
+from attest._internal.capped import MAX_KEY_BYTES
 from attest.keys import load_public_key
 from attest.policy import Decision
 from attest.verifying import Trust
+from cli._input import InputFile
 from cli._output import console
 
 
@@ -23,7 +25,7 @@ def trust_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--key",
                 "keys",
                 multiple=True,
-                type=click.Path(path_type=Path),
+                type=InputFile("key", MAX_KEY_BYTES),
                 help="Trusted public key (PEM, repeatable).",
             ),
             click.option(
@@ -35,11 +37,19 @@ def trust_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--issuer", help="OIDC issuer URL the Sigstore identities must come from."),
             click.option(
                 "--trust-config",
-                type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                type=InputFile("trust config"),
                 help="Sigstore ClientTrustConfig or TrustedRoot JSON (default: public-good).",
             ),
             click.option(
                 "--offline", is_flag=True, help="Use the embedded public-good trust root (no TUF refresh)."
+            ),
+            click.option(
+                "--certificate-chain",
+                "certificate_chain",
+                multiple=True,
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Trusted CA certificates (PEM, repeatable) for certificate-signed OpenSSF model "
+                "signatures; pin the signer with --identity SUBJECT --issuer x509:CA-SUBJECT.",
             ),
         )
     ):
@@ -54,6 +64,7 @@ def trust_from_options(
     issuer: str | None = None,
     trust_config: Path | None = None,
     offline: bool = False,
+    certificate_chain: tuple[Path, ...] = (),
 ) -> Trust:
     """Command-line trust: public keys, Sigstore identities (+ issuer), and the Sigstore trust root."""
     from attest._sigstore import identity_rules
@@ -65,6 +76,10 @@ def trust_from_options(
             "note: --offline uses the Sigstore trust root embedded in sigstore-python; it may be stale",
             err=True,
         )
+    if certificate_chain:
+        from attest.oms import load_certificates
+
+        trust.certificate_anchors = load_certificates(certificate_chain)
     for k in keys:
         trust.add_key(load_public_key(k))
     return trust

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from attest.errors import UsageError
+from cli._input import InputFile
 
 _STYLE = {
     "satisfied": "green",
@@ -70,7 +71,7 @@ def _print_table(predicate: dict[str, Any]) -> None:
 @click.option(
     "--profile",
     "profile_path",
-    type=click.Path(dir_okay=False),
+    type=InputFile("deployment profile"),
     required=True,
     help="Deployment profile (YAML or JSON).",
 )
@@ -79,7 +80,7 @@ def _print_table(predicate: dict[str, Any]) -> None:
     "--pack",
     "pack_paths",
     multiple=True,
-    type=click.Path(dir_okay=False),
+    type=InputFile("rule pack"),
     help="Use this rule pack file instead of the built-in packs (repeatable).",
 )
 @click.option("--include-drafts", is_flag=True, help="Also evaluate draft measures (never binding).")

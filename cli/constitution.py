@@ -8,14 +8,12 @@ from typing import Any
 
 import click
 
+from attest._internal.capped import MAX_DOCUMENT_BYTES, read_capped
 from attest.errors import ModelPathError, UsageError
 
 
 def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return read_capped(path, MAX_DOCUMENT_BYTES, "constitution")
 
 
 def _emit(doc: dict[str, Any], output: str | None) -> None:

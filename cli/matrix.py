@@ -8,12 +8,14 @@ from typing import Any
 
 import click
 
+from attest._internal.capped import MAX_DOCUMENT_BYTES, read_capped_text
 from attest.errors import UsageError
+from cli._input import InputFile
 from cli._trust import trust_from_options, trust_options
 
 
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=InputFile("matrix config"))
 @click.option(
     "--assessment",
     "assessments",
@@ -46,10 +48,11 @@ def matrix(
         model, sep, file = item.partition("=")
         if not sep or not model or not file:
             raise UsageError(f"--assessment takes MODEL=FILE, not {item!r}")
+        text = read_capped_text(file, MAX_DOCUMENT_BYTES, "assessment")
         try:
-            existing.append((model, json.loads(Path(file).read_text(encoding="utf-8"))))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read assessment {file}: {exc}") from None
+            existing.append((model, json.loads(text)))
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"{file}: assessment is not JSON ({exc})") from None
     if registry:
         from attest.predicates import COMPLIANCE_ASSESSMENT_V1
         from attest.registry_client import fetch_verified_attestations

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from attest._internal.capped import MAX_BUNDLE_BYTES, read_capped
 from attest.errors import UsageError
 from cli._output import console, print_json
 
@@ -42,10 +43,7 @@ def publish(
     results: list[dict[str, Any]] = []
     with RegistryClient(registry_url, token, CheckpointStore(checkpoint_dir), log_key) as client:
         for path in bundles:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise UsageError(f"{path}: cannot read bundle: {exc.strerror}") from None
+            data = read_capped(path, MAX_BUNDLE_BYTES, "bundle")
             entry = client.publish(data)
             results.append(
                 {

@@ -35,7 +35,9 @@ def db_options(f: Any) -> Any:
 
 @contextmanager
 def _database(data_dir: Path, database_url: str | None) -> Iterator[Any]:
-    from registry.db import Database
+    from sqlalchemy.exc import DBAPIError
+
+    from registry.db import Database, classify_db_error
     from registry.migrate import upgrade
     from registry.settings import Settings
 
@@ -44,6 +46,8 @@ def _database(data_dir: Path, database_url: str | None) -> Iterator[Any]:
         upgrade(db.write)
         with db.write_session() as session:
             yield session
+    except DBAPIError as exc:  # unreachable or full database: one line and exit 3, not a traceback
+        raise classify_db_error(exc) from None
     finally:
         db.dispose()
 
@@ -64,26 +68,38 @@ def token() -> None:
     "--namespace", "namespaces", multiple=True, help="Namespace (org) a publisher may write to; repeatable."
 )
 @click.option("--description", default="", help="What the token is for.")
+@click.option(
+    "--expires",
+    default=None,
+    help="When the token stops working: a duration (90m, 12h, 30d, 8w) or an ISO date/time. Default: never.",
+)
 @db_options
 def token_create(
     role: str,
     namespaces: tuple[str, ...],
     description: str,
+    expires: str | None,
     data_dir: Path,
     database_url: str | None,
     as_json: bool,
 ) -> None:
-    """Create a token; the secret is printed once and stored only as a hash."""
-    from registry.auth import create_token
+    """Create a token; the secret is printed once and stored only as a hash.
+
+    Pass it to clients in $ATTEST_REGISTRY_TOKEN, never on the command line (other users can read
+    a process's arguments)."""
+    from registry.auth import create_token, parse_expiry
     from registry.routers.tokens import token_json
 
+    expires_at = parse_expiry(expires)
     with _database(data_dir, database_url) as session:
-        secret, row = create_token(session, role, list(namespaces), description)
+        secret, row = create_token(session, role, list(namespaces), description, expires_at)
         doc = token_json(row) | {"token": secret}
     if as_json:
         print_json(doc)
     else:
-        console().print(f"token {doc['id']} ({role}; {', '.join(doc['namespaces']) or 'all namespaces'}):")
+        scope = ", ".join(doc["namespaces"]) or "all namespaces"
+        until = f"; expires {doc['expiresAt']}" if doc["expiresAt"] else ""
+        console().print(f"token {doc['id']} ({role}; {scope}{until}):")
         click.echo(secret)
 
 
@@ -101,6 +117,8 @@ def token_list(data_dir: Path, database_url: str | None, as_json: bool) -> None:
         return
     for d in docs:
         state = f"revoked {d['revokedAt']}" if d["revokedAt"] else "active"
+        if not d["revokedAt"] and d["expiresAt"]:
+            state = f"expires {d['expiresAt']}"
         click.echo(f"{d['id']}\t{d['role']}\t{','.join(d['namespaces']) or '*'}\t{state}\t{d['description']}")
 
 
@@ -215,3 +233,57 @@ def signer_list(namespace: str | None, data_dir: Path, database_url: str | None,
         return
     for d in docs:
         click.echo(f"{d['namespace']}\t{d['signer']}\t{d['issuer'] or ''}")
+
+
+@registry.command("fsck")
+@click.option(
+    "--quick", is_flag=True, help="Only the O(log n) checks the server can run at every start (tip)."
+)
+@db_options
+def fsck(quick: bool, data_dir: Path, database_url: str | None, as_json: bool) -> None:
+    """Check that the stored log reproduces every checkpoint it signed.
+
+    Recomputes each leaf hash from its leaf record and each stored subtree from its children,
+    verifies every signed checkpoint with the log key recorded in the database, and checks each leaf
+    against its stored bundle. Read-only; safe while the server runs. Exits 0 when intact, 1 naming
+    the problems otherwise (the server refuses proofs and writes in that state), 3 if the database
+    cannot be read.
+    """
+    from sqlalchemy import func
+    from sqlalchemy.exc import DBAPIError
+    from sqlmodel import select
+
+    from attest.checkpoint import NoteVerifier
+    from attest.errors import UsageError
+    from registry.db import Database, classify_db_error
+    from registry.integrity import check_log
+    from registry.log import LogConsistencyError
+    from registry.models import Checkpoint, LogKey
+    from registry.settings import Settings
+
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    if settings.is_sqlite and not (data_dir / "registry.db").is_file():
+        raise UsageError(f"{data_dir}: no registry database here (registry.db)")
+    db = Database(settings)
+    try:
+        with db.read_session() as session:
+            key = session.exec(select(LogKey)).first()
+            if key is None:
+                raise LogConsistencyError("no log key is recorded in the database: not a registry log")
+            verifier = NoteVerifier.from_vkey(key.vkey)
+            problems = check_log(session, verifier, full=not quick, deep=not quick)
+            size = int(session.exec(select(func.max(Checkpoint.size))).one() or 0)
+    except DBAPIError as exc:
+        raise classify_db_error(exc) from None
+    finally:
+        db.dispose()
+    doc = {"ok": not problems, "origin": verifier.name, "treeSize": size, "problems": problems}
+    if not problems:
+        print_json(doc) if as_json else click.echo(f"log {verifier.name}: {size} entries, intact")
+        return
+    if not as_json:
+        for p in problems:
+            click.echo(f"problem: {p}")
+    raise LogConsistencyError(
+        f"log {verifier.name} is corrupt: {len(problems)} problem(s); first: {problems[0]}"
+    )

@@ -9,6 +9,7 @@ import click
 
 from attest.registry_client import RegistryClient
 from attest.release import ReleaseOptions, release
+from cli._input import InputFile
 from cli._output import console, err_console, print_json
 from cli._signer import make_signer, signer_options
 
@@ -25,13 +26,13 @@ from cli._signer import make_signer, signer_options
 @signer_options
 @click.option(
     "--profile",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=InputFile("deployment profile"),
     help="Deployment profile: adds a compliance assessment.",
 )
 @click.option("--date", "assessment_date", help="Assessment date (YYYY-MM-DD, default today).")
 @click.option(
     "--constitution",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=InputFile("constitution"),
     help="Constitution text to bind.",
 )
 @click.option("--relationship", type=click.Choice(["trained-with", "system-prompt", "evaluated-against"]))

@@ -15,10 +15,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from attest._internal import merkle
 from attest._internal.log_leaf import rfc3339
 from attest.errors import UsageError
 from registry.log import NotFoundError, TransparencyLog
 from registry.models import Checkpoint, Entry, EntrySubject
+from registry.validation import MAX_INT, MAX_PREDICATE_TYPE, MAX_SIGNER, check_name, check_text
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,14 @@ def encode_cursor(log_index: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    if len(cursor) > 200:  # a real cursor is ~30 characters
+        raise UsageError("invalid cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         after = json.loads(raw)["after"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise UsageError("invalid cursor") from None
-    if not isinstance(after, int) or after < -1:
+    if isinstance(after, bool) or not isinstance(after, int) or not -1 <= after <= MAX_INT:
         raise UsageError("invalid cursor")
     return after
 
@@ -55,7 +59,7 @@ def normalise_digest(digest: str) -> str:
         d = "sha256:" + d
     hexpart = d.removeprefix("sha256:")
     if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
-        raise UsageError(f"{digest!r} is not a sha256 digest")
+        raise UsageError(f"{digest[:80]!r} is not a sha256 digest (sha256:<64 hex>)")
     return d
 
 
@@ -80,7 +84,13 @@ def render_entry(
 ) -> dict[str, Any]:
     """An entry as the API serves it, with its inclusion proof against ``checkpoint``."""
     if proof is None:
-        proof = log.inclusion_proof(session, entry.log_index, checkpoint.size)
+        proof = log.inclusion_proof(
+            session,
+            entry.log_index,
+            checkpoint.size,
+            checkpoint.root_hash,
+            merkle.leaf_hash(entry.leaf.encode()),
+        )
     leaf = json.loads(entry.leaf)
     doc: dict[str, Any] = {
         "id": entry.bundle_digest,
@@ -116,7 +126,13 @@ def render_entries(
     include_bundle: bool = True,
 ) -> list[dict[str, Any]]:
     """Several entries against one checkpoint; their proofs' nodes come from one query."""
-    proofs = log.inclusion_proofs(session, [r.log_index for r in rows], checkpoint.size)
+    proofs = log.inclusion_proofs(
+        session,
+        [r.log_index for r in rows],
+        checkpoint.size,
+        checkpoint.root_hash,
+        {r.log_index: merkle.leaf_hash(r.leaf.encode()) for r in rows},
+    )
     return [
         render_entry(
             log,
@@ -143,6 +159,12 @@ def get_entry(session: Session, log_index: int | None = None, bundle_digest: str
 
 def run_query(log: TransparencyLog, session: Session, q: Query, max_limit: int) -> dict[str, Any]:
     """Answer a query: a page of entries, each proven against the same (latest) checkpoint."""
+    if q.name is not None:
+        check_name(q.name, "name")
+    if q.predicate_type is not None:
+        check_text(q.predicate_type, "predicateType", MAX_PREDICATE_TYPE)
+    if q.signer is not None:
+        check_text(q.signer, "signer", MAX_SIGNER)
     checkpoint = log.checkpoint(session)
     limit = max(1, min(q.limit, max_limit))
     after = decode_cursor(q.cursor) if q.cursor else -1
@@ -176,7 +198,7 @@ def run_query(log: TransparencyLog, session: Session, q: Query, max_limit: int) 
 
 def model_page(session: Session, namespace: str, name: str) -> dict[str, Any]:
     """The versions (digests) of ``namespace/name`` and which attestations each has."""
-    full = f"{namespace}/{name}"
+    full = check_name(f"{namespace}/{name}", "model name")
     rows = session.exec(
         select(  # type: ignore[call-overload]
             EntrySubject.digest, Entry.log_index, Entry.predicate_type, Entry.integrated_time, Entry.signer

@@ -11,8 +11,9 @@ the same transaction as the entry row. Either all of it is committed or none of 
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,18 +23,22 @@ from sqlalchemy import func, insert, or_
 from sqlmodel import Session, and_, col, select
 
 from attest._internal import merkle
+from attest._internal.atomic import write_atomic
 from attest.checkpoint import Checkpoint as CheckpointBody
 from attest.checkpoint import NoteSigner, NoteVerifier, sign_checkpoint
 from attest.errors import AttestError
 from registry.models import Checkpoint, LogKey, TreeNode
 
 NodeKey = tuple[int, int]
+log = logging.getLogger("registry.log")
 
 
 class LogConsistencyError(AttestError):
-    """The stored log contradicts itself (a corrupted database); the server refuses to go on."""
+    """The stored log contradicts itself or its signed checkpoints (a corrupted or truncated database,
+    a different key): the server refuses proofs and writes rather than serve a wrong proof or sign a
+    fork. 503: the fault is the server's, and a retry after repair may succeed."""
 
-    http_status = 500
+    http_status = 503
 
 
 class NotFoundError(AttestError):
@@ -54,10 +59,7 @@ def load_or_create_log_key(path: Path, origin: str) -> NoteSigner:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_bytes(pem)
-    tmp.replace(path)
+    write_atomic(path, pem, mode=0o600)
     return NoteSigner(origin, key)
 
 
@@ -71,6 +73,27 @@ class TransparencyLog:
         self._cache: dict[NodeKey, bytes] = {}
         self._cache_limit = cache_limit
         self._lock = threading.Lock()
+        # Set when the stored log contradicts a signed checkpoint; from then on no proof is served and
+        # nothing is appended by this process (``ensure_intact``). Cleared only by a restart whose
+        # startup check passes.
+        self.broken: str | None = None
+        self.on_broken: Callable[[str], None] | None = None
+
+    # -- integrity -----------------------------------------------------------------------------------
+    def mark_broken(self, problem: str) -> LogConsistencyError:
+        """Record a contradiction (log line, metric via ``on_broken``) and return the error to raise."""
+        if self.broken is None:
+            self.broken = problem
+            log.error("log integrity failure", extra={"fields": {"problem": problem}})
+            if self.on_broken is not None:
+                self.on_broken(problem)
+        with self._lock:
+            self._cache.clear()
+        return LogConsistencyError(f"transparency log integrity failure: {self.broken}")
+
+    def ensure_intact(self) -> None:
+        if self.broken is not None:
+            raise LogConsistencyError(f"transparency log integrity failure: {self.broken}")
 
     # -- nodes -------------------------------------------------------------------------------------
     def _fetch(
@@ -105,7 +128,7 @@ class TransparencyLog:
                     self._cache[k] = found[k]
         absent = [k for k in keys if k not in found]
         if absent:
-            raise LogConsistencyError(f"tree nodes missing from the store: {sorted(absent)[:5]}")
+            raise self.mark_broken(f"tree nodes missing from the store: {sorted(set(absent))[:5]}")
         return found
 
     def _oracle(
@@ -137,28 +160,88 @@ class TransparencyLog:
             return merkle.EMPTY_ROOT
         return self._oracle(session, [(0, size)], overlay)(0, size)
 
-    def inclusion_proof(self, session: Session, index: int, size: int) -> list[bytes]:
-        return self.inclusion_proofs(session, [index], size)[index]
+    def inclusion_proof(
+        self, session: Session, index: int, size: int, root: bytes | None = None, leaf: bytes | None = None
+    ) -> list[bytes]:
+        leaves = {index: leaf} if leaf is not None else None
+        return self.inclusion_proofs(session, [index], size, root, leaves)[index]
 
-    def inclusion_proofs(self, session: Session, indices: list[int], size: int) -> dict[int, list[bytes]]:
-        """Proofs for several leaves in one tree, with every node they need fetched in one query."""
-        ranges: list[tuple[int, int]] = []
+    def inclusion_proofs(
+        self,
+        session: Session,
+        indices: list[int],
+        size: int,
+        root: bytes | None = None,
+        leaves: dict[int, bytes] | None = None,
+    ) -> dict[int, list[bytes]]:
+        """Proofs for several leaves in one tree, with every node they need fetched in one query.
+
+        Every proof is checked before it is returned: against ``root`` (the signed checkpoint's root
+        hash; default: the stored checkpoint of ``size``, or for a size inside a bulk batch, which
+        was never signed, the stored tree's own root) and the leaf hashes in ``leaves`` (callers
+        pass the hash of the leaf record they serve; default: the stored leaf node). A proof that
+        does not verify means the store was altered: the log is marked broken and nothing is served.
+        """
+        self.ensure_intact()
+        if not indices:
+            return {}
+        if root is None:
+            root = self._signed_roots(session, [size]).get(size)
+        ranges: list[tuple[int, int]] = [(0, size), *((i, 1) for i in indices)]
         for index in indices:
             if not 0 <= index < size:
                 raise NotFoundError(f"log index {index} is not in a tree of size {size}")
             merkle.inclusion_path(index, size, self._recorder(ranges))  # which ranges, without hashes
         oracle = self._oracle(session, ranges)
-        return {index: merkle.inclusion_path(index, size, oracle) for index in indices}
+        if root is None:  # a size the log never signed (inside a bulk batch): prove against the tree
+            root = oracle(0, size)
+        elif oracle(0, size) != bytes(root):
+            raise self.mark_broken(f"stored tree of size {size} does not reproduce its signed root hash")
+        root = bytes(root)
+        proofs = {index: merkle.inclusion_path(index, size, oracle) for index in indices}
+        for index, proof in proofs.items():
+            stored_leaf = oracle(index, 1)
+            leaf = (leaves or {}).get(index, stored_leaf)
+            if leaf != stored_leaf:
+                raise self.mark_broken(f"entry {index}: leaf record does not match the stored leaf hash")
+            try:
+                merkle.verify_inclusion(leaf, index, size, proof, root)
+            except AttestError:
+                raise self.mark_broken(
+                    f"inclusion proof of entry {index} in tree {size} does not verify"
+                ) from None
+        return proofs
+
+    def _signed_roots(self, session: Session, sizes: list[int]) -> dict[int, bytes]:
+        """Root hashes the log signed for these sizes (sizes inside a bulk batch have none)."""
+        rows = session.exec(
+            select(Checkpoint.size, Checkpoint.root_hash).where(col(Checkpoint.size).in_(sizes))
+        ).all()
+        return {int(n): bytes(r) for n, r in rows}
 
     def leaf_hash(self, session: Session, index: int) -> bytes:
         return self._fetch(session, [(0, index)], {})[(0, index)]
 
     def consistency_proof(self, session: Session, size1: int, size2: int) -> list[bytes]:
+        """Consistency proof from ``size1`` to ``size2``, checked against both signed roots first."""
+        self.ensure_intact()
         if not 0 <= size1 <= size2:
             raise NotFoundError(f"no consistency proof from tree size {size1} to {size2}")
-        ranges: list[tuple[int, int]] = []
+        signed = self._signed_roots(session, [size1, size2])
+        ranges: list[tuple[int, int]] = [(0, size1), (0, size2)]
         merkle.consistency_path(size1, size2, self._recorder(ranges))
-        return merkle.consistency_path(size1, size2, self._oracle(session, ranges))
+        oracle = self._oracle(session, ranges)
+        roots = {}
+        for n in (size1, size2):
+            roots[n] = oracle(0, n) if n else merkle.EMPTY_ROOT
+            if n in signed and roots[n] != signed[n]:
+                raise self.mark_broken(f"stored tree of size {n} does not reproduce its signed root hash")
+        proof = merkle.consistency_path(size1, size2, oracle)
+        try:
+            merkle.verify_consistency(size1, size2, proof, roots[size1], roots[size2])
+        except AttestError:
+            raise self.mark_broken(f"signed checkpoints {size1} and {size2} are not consistent") from None
+        return proof
 
     def checkpoint(self, session: Session, size: int | None = None) -> Checkpoint:
         """The signed checkpoint of ``size`` (default: the latest)."""
@@ -203,7 +286,16 @@ class TransparencyLog:
         Bulk loads use this with large batches (one signed checkpoint per batch); publish uses it
         with one leaf. Node rows go in with one multi-row INSERT.
         """
+        self.ensure_intact()
         first = self.size(session)
+        # Before signing anything: the stored subtrees must reproduce the last signed root. The new
+        # tree is built on exactly those subtrees, so a match proves the new checkpoint consistent
+        # with the previous one; a mismatch would sign a fork, so the log stops instead.
+        previous = self.checkpoint(session, first)
+        if self.root(session, first) != bytes(previous.root_hash):
+            raise self.mark_broken(
+                f"stored tree of size {first} does not reproduce its signed checkpoint; refusing to sign"
+            )
         overlay: dict[NodeKey, bytes] = {}
         rows: list[dict[str, object]] = []
         for offset, leaf_hash in enumerate(leaf_hashes):

@@ -23,11 +23,16 @@ class Entry(SQLModel, table=True):
         Index("ix_entry_predicate_type_log_index", "predicate_type", "log_index"),
         Index("ix_entry_signer_log_index", "signer", "log_index"),
         Index("ix_entry_integrated_time_log_index", "integrated_time", "log_index"),
+        Index("ix_entry_statement_digest", "statement_digest"),
+        Index("ix_entry_namespace_integrated_time", "namespace", "integrated_time"),
     )
 
     log_index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     bundle_digest: str = Field(max_length=71, unique=True)
     envelope_digest: str = Field(max_length=71)
+    # sha256 of the DSSE payload (the signed statement): with the signer, what makes an entry unique,
+    # whatever other signatures ride along in the envelope
+    statement_digest: str | None = Field(default=None, max_length=71)
     predicate_type: str = Field(max_length=512)
     signer: str = Field(max_length=1024)  # key fingerprint, or Sigstore SAN
     signer_issuer: str | None = Field(default=None, max_length=1024)  # OIDC issuer (Sigstore only)
@@ -89,6 +94,7 @@ class Token(SQLModel, table=True):
     description: str = Field(default="", max_length=255)
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None  # None: never expires
 
 
 class NamespaceSigner(SQLModel, table=True):

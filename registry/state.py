@@ -61,32 +61,81 @@ class Metrics:
             "registry_admission_total", "Admission decisions", ["allowed", "cached"], registry=self.registry
         )
         self.log_size = Gauge("registry_log_size", "Entries in the transparency log", registry=self.registry)
+        self.rate_limited = Counter(
+            "registry_rate_limited_total", "Requests refused by a rate limit", ["by"], registry=self.registry
+        )
+        self.quota_refused = Counter(
+            "registry_quota_refused_total", "Publishes refused by a namespace quota", registry=self.registry
+        )
+        self.log_integrity_ok = Gauge(
+            "registry_log_integrity_ok",
+            "1 while the stored log reproduces its signed checkpoints, 0 after a failure",
+            registry=self.registry,
+        )
+        self.log_integrity_failures = Counter(
+            "registry_log_integrity_failures_total", "Log integrity failures detected", registry=self.registry
+        )
+        self.storage_errors = Counter(
+            "registry_storage_errors_total",
+            "Requests failed by the database or its storage",
+            ["status"],
+            registry=self.registry,
+        )
 
 
 class Registry:
     """Everything one registry instance needs at request time."""
 
     def __init__(self, settings: Settings) -> None:
-        from registry.admission import AdmissionCache
+        from registry.admission import AdmissionCache, ServerPolicy, load_server_policies
 
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.metrics = Metrics()
         self.db = Database(settings)
         if settings.migrate:
             from registry.migrate import upgrade
 
             upgrade(self.db.write)
         self.log = TransparencyLog(load_or_create_log_key(settings.resolved_log_key_path, settings.origin))
+        self.log.on_broken = self._log_broken
+        self.metrics.log_integrity_ok.set(1)
         with self.db.sequencer_session() as session:
             self.log.initialise(session)
+        self.check_log(full=self._full_check_at_start())
         self.verifier: KeySigner = load_or_create_verifier_key(settings.data_dir / "verifier")
         self.trust: Trust = load_trust(settings.trust_file)
-        self.policy: Policy | None = Policy.load(settings.policy_file) if settings.policy_file else None
+        # named admission policies (the only ones whose verdicts the registry signs); "default" also
+        # answers AdmissionReview and requests that name no policy
+        self.policies: dict[str, ServerPolicy] = load_server_policies(settings.policy_file, settings.policies)
+        self.policy: Policy | None = self.policies["default"].policy if "default" in self.policies else None
         self.admission_cache = AdmissionCache(settings.admission_cache_size)
         self._size_lock = threading.Lock()
         self._size, self._size_checked, self._refreshing = 0, 0.0, False
-        self.metrics = Metrics()
         log.info("registry started", extra={"fields": self.describe()})
+
+    def _full_check_at_start(self) -> bool:
+        mode = self.settings.startup_check
+        if mode != "auto":
+            return mode == "full"
+        with self.db.read_session() as session:
+            return self.log.size(session) <= self.settings.startup_full_check_max
+
+    def _log_broken(self, _problem: str) -> None:
+        self.metrics.log_integrity_ok.set(0)
+        self.metrics.log_integrity_failures.inc()
+
+    def check_log(self, full: bool = True) -> list[str]:
+        """Check that the stored log reproduces its signed checkpoint (``registry.integrity``); on a
+        problem the log is marked broken (proofs and writes answer 503) but the server still starts,
+        so clients get a clear error instead of a connection refused."""
+        from registry.integrity import check_log
+
+        with self.db.read_session() as session:
+            problems = check_log(session, self.log.verifier, full=full)
+        if problems:
+            self.log.mark_broken("; ".join(problems[:3]))
+        return problems
 
     def note_log_size(self, size: int) -> None:
         """Record a log size this process has seen committed (publishes and reads call this)."""

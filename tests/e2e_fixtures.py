@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -59,6 +60,29 @@ class E2ERegistry:
     proc: subprocess.Popen[bytes]
 
 
+def server_policy(publisher_fingerprint: str, require_scan: bool) -> dict[str, Any]:
+    """The e2e registry's named policies: a manifest from the publisher (``manifest``), plus a
+    backdoor scan (``scanned``). Only a server's own policies get signed verdicts (VSAs)."""
+    require = [{"predicateType": "https://model-attest.dev/model-manifest/v1", "signedBy": ["publisher"]}]
+    if require_scan:
+        require.append(
+            {"predicateType": "https://model-attest.dev/backdoor-scan/v1", "signedBy": ["publisher"]}
+        )
+    return {
+        "apiVersion": "model-attest.dev/policy/v1",
+        "signers": {"publisher": [{"key": publisher_fingerprint}]},
+        "require": require,
+    }
+
+
+def write_server_policies(root: Path) -> None:
+    from attest.keys import fingerprint, load_public_key
+
+    publisher = fingerprint(load_public_key(root / "publisher.pub"))
+    for name, scan in (("manifest", False), ("scanned", True)):
+        (root / f"policy-{name}.json").write_text(json.dumps(server_policy(publisher, scan)))
+
+
 def start_registry(root: Path, port: int | None = None) -> E2ERegistry:
     """Keygen, trust file, token, namespace binding, then `attest serve` on a loopback port."""
     from tests.registry_fixtures import free_port
@@ -78,6 +102,7 @@ def start_registry(root: Path, port: int | None = None) -> E2ERegistry:
     data = root / "registry-data"
     attest("keygen", "--out", root / "publisher")
     (root / "trust.yaml").write_text("keys: [publisher.pub]\n")
+    write_server_policies(root)
     token = json.loads(
         attest("registry", "token", "create", "--namespace", "acme", "--data-dir", data, "--json")
     )["token"]
@@ -104,6 +129,10 @@ def start_registry(root: Path, port: int | None = None) -> E2ERegistry:
             str(data),
             "--trust",
             str(root / "trust.yaml"),
+            "--policy",
+            f"manifest={root / 'policy-manifest.json'}",
+            "--policy",
+            f"scanned={root / 'policy-scanned.json'}",
             "--port",
             str(port),
         ],

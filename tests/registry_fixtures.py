@@ -234,16 +234,29 @@ class RegistryWorld:
         db.dispose()
 
 
-@pytest.fixture
-def registry_world(tmp_path: Path, database_url: str | None) -> RegistryWorld:
-    keys = tmp_path / "keys"
-    keys.mkdir()
+def make_world(
+    root: Path, database_url: str | None = None, trusted: tuple[str, ...] = ("alice", "mallory")
+) -> RegistryWorld:
+    """A provisioned registry world under ``root``: publishers alice, mallory and stranger (key files
+    in ``root/keys``), a trust file naming the ``trusted`` ones, tokens and namespace bindings.
+
+    One builder for the per-test fixture and for module-scoped worlds (a live server shared by a
+    module), so the two cannot drift apart. ``database_url`` None is SQLite in ``root/data``.
+    """
+    keys = root / "keys"
+    keys.mkdir(parents=True)
     alice, mallory, stranger = (Publisher(n, keys) for n in ("alice", "mallory", "stranger"))
-    trust = tmp_path / "trust.yaml"
-    trust.write_text(f"keys: [keys/{alice.public_pem.name}, keys/{mallory.public_pem.name}]\n")
-    world = RegistryWorld(tmp_path, tmp_path / "data", database_url, alice, mallory, stranger, trust)
+    by_name = {"alice": alice, "mallory": mallory, "stranger": stranger}
+    trust = root / "trust.yaml"
+    trust.write_text(f"keys: [{', '.join(f'keys/{by_name[n].public_pem.name}' for n in trusted)}]\n")
+    world = RegistryWorld(root, root / "data", database_url, alice, mallory, stranger, trust)
     world.provision()
     return world
+
+
+@pytest.fixture
+def registry_world(tmp_path: Path, database_url: str | None) -> RegistryWorld:
+    return make_world(tmp_path, database_url)
 
 
 @pytest.fixture
@@ -271,6 +284,10 @@ class LiveServer:
     workers: int = 1
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # run in the child before exec (e.g. ``resource.setrlimit`` to give the server a small disk)
+    preexec: Callable[[], None] | None = None
+    # more ATTEST_REGISTRY_* settings for this server (e.g. a POLICY_FILE), over the world's
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -291,9 +308,10 @@ class LiveServer:
                 str(self.world.data_dir),
             ],
             cwd=REPO,
-            env=self.world.env(),
+            env=self.world.env() | self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from attest import hashing
-from attest.errors import ModelPathError
-from attest.manifest import compute_manifest, diff_manifests
+from attest._internal.walk import walk_model
+from attest.errors import ModelPathError, SchemaError, UsageError
+from attest.manifest import check_ignores, compute_manifest, diff_manifests, manifest_from_json
 from schemas import SCHEMA_DIR
 
 VECTORS = json.loads((SCHEMA_DIR / "vectors" / "model-digest.json").read_text(encoding="utf-8"))
@@ -209,3 +211,78 @@ def test_diff_names_changed_missing_extra(tmp_path: Path) -> None:
     (tmp_path / "c").write_bytes(b"c")
     diff = diff_manifests(before, compute_manifest(tmp_path))
     assert (diff.changed, diff.missing, diff.extra) == (("a",), ("b",), ("c",))
+
+
+IGNORE_VECTORS = json.loads((SCHEMA_DIR / "vectors" / "ignore-patterns.json").read_text(encoding="utf-8"))
+
+
+def _materialise_paths(root: Path, paths: list[str]) -> None:
+    for rel in paths:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(rel)
+
+
+@pytest.mark.parametrize("case", IGNORE_VECTORS["cases"], ids=lambda c: c["name"])
+def test_ignore_pattern_vectors(tmp_path: Path, case: dict) -> None:
+    """The published ignore semantics, as a verifier re-applies them."""
+    _materialise_paths(tmp_path, case["files"])
+    kept = [w.rel_path for w in walk_model(tmp_path, case["ignores"])]
+    assert kept == case["expectedFiles"]
+    if shutil.which("git") is None or any(f.startswith(".git/") for f in case["files"]):
+        return
+    # an independent implementation agrees: git itself, with the patterns as its exclude file
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".git" / "info" / "exclude").write_text("\n".join(case["ignores"]) + "\n")
+    listed = subprocess.run(
+        ["git", "-C", str(tmp_path), "ls-files", "-z", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    listed = [p for p in listed if p]
+    assert sorted(listed) == sorted(case["expectedFiles"])
+
+
+def test_anchored_pattern_does_not_descend(tmp_path: Path) -> None:
+    """`/a/*.bin` drops a/x.bin only: fnmatch's `*` crossed `/` and also dropped a/b/x.bin."""
+    _materialise_paths(tmp_path, ["a/x.bin", "a/b/x.bin"])
+    m = compute_manifest(tmp_path, ignores=("/a/*.bin",))
+    assert [f.path for f in m.files] == ["a/b/x.bin"]
+    assert m.ignored == ("a/x.bin",)
+
+
+@pytest.mark.parametrize(
+    "pattern", ["*.safetensors", "*.bin", "*.pt", "*.gguf", "config.json", "tokenizer*", "*.py", "*", "sub/"]
+)
+def test_ignores_that_hide_loadable_files_refused(model_dir: Path, pattern: str) -> None:
+    with pytest.raises(UsageError, match="would leave out files a loader reads"):
+        check_ignores(model_dir, ("*.sigstore.json", pattern))
+    check_ignores(model_dir, ("*.sigstore.json", pattern), allow_loadable=True)  # explicit opt-in
+
+
+def test_folder_ignore_refused_when_it_holds_weights(model_dir: Path) -> None:
+    (model_dir / "shards").mkdir()
+    (model_dir / "shards" / "part-1.safetensors").write_bytes(b"w")
+    with pytest.raises(UsageError, match=r"shards/part-1\.safetensors \(weights\)"):
+        check_ignores(model_dir, ("shards/",))
+    check_ignores(model_dir, ("*.md", "notes/"))  # documentation is not loaded: allowed
+
+
+@pytest.mark.parametrize(
+    "paths,problem",
+    [
+        (["a", "a/b"], "as a file and as a folder"),
+        (["a/b", "a"], "as a file and as a folder"),
+        (["x", "x"], "twice"),
+        (["a\x00b"], "control character"),
+        (["evil\nMODEL_OK"], "control character"),
+        (["/".join(["a"] * 2100)], "segments deep"),
+        (["a/../b"], "'..' segment"),
+        (["x" * 300], "longer than 255 bytes"),
+    ],
+)
+def test_signed_manifest_with_impossible_paths_refused(paths: list[str], problem: str) -> None:
+    files = [{"path": p, "size": 1, "digest": "0" * 64} for p in paths]
+    with pytest.raises(SchemaError, match=problem):
+        manifest_from_json(files, ())

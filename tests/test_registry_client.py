@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from attest.errors import VerificationError
+from attest.predicates import MODEL_MANIFEST_V1
 from attest.registry_client import (
     CheckpointStore,
     LogForkError,
@@ -19,7 +20,7 @@ from attest.registry_client import (
     fetch_verified_attestations,
 )
 from attest.verifying import Trust
-from tests.registry_fixtures import RegistryWorld, model_digest
+from tests.registry_fixtures import RegistryWorld, manifest_predicate, model_digest
 
 URL = "http://testserver"
 
@@ -32,8 +33,10 @@ def test_publish_query_and_fetch(registry_world: RegistryWorld, registry_app: An
     w = registry_world
     store = CheckpointStore(tmp_path / "cps")
     client = _client(registry_app, store, w.acme_token)
-    for name in ("acme/a", "acme/b", "acme/a"):
-        entry = client.publish(w.alice.bundle(name, digest=model_digest(name)))
+    for i, name in enumerate(("acme/a", "acme/b", "acme/a")):  # distinct statements (one per signer is kept)
+        entry = client.publish(
+            w.alice.bundle(name, model_digest(name), MODEL_MANIFEST_V1, manifest_predicate(f"{name}#{i}"))
+        )
     assert entry["logIndex"] == 2
     saved = store.load(URL)
     assert saved is not None and saved["treeSize"] == 3 and saved["vkey"].startswith("registry.test/log+")

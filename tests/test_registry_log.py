@@ -80,3 +80,38 @@ def test_migrations_match_the_models(registry_world: RegistryWorld) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     db.dispose()
     assert diff == []
+
+
+def test_migration_0002_backfills_statement_digests(database_url: str | None, tmp_path: Any) -> None:
+    """A database made by 0001 with entries in it upgrades in place: each entry gets the digest of
+    its signed statement, which is what keeps one statement from one signer stored once."""
+    import base64
+    import hashlib
+    import json
+
+    from sqlalchemy import text
+
+    from registry.db import Database
+    from registry.migrate import upgrade
+    from registry.settings import Settings
+    from tests.registry_fixtures import Publisher
+
+    db = Database(Settings(data_dir=tmp_path / "old", database_url=database_url))  # a fresh database
+    upgrade(db.write, "0001")
+    bundle = Publisher("alice", tmp_path).bundle("acme/old")
+    payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+    with db.write.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO entry (log_index, bundle_digest, envelope_digest, predicate_type, signer,"
+                " namespace, integrated_time, envelope_size, leaf, leaf_hash, bundle) VALUES"
+                " (0, 'sha256:b', 'sha256:e', 'p', 's', 'acme', 0, 1, '{}', :h, :b)"
+            ),
+            {"h": b"\x00" * 32, "b": json.dumps(bundle)},
+        )
+    upgrade(db.write)
+    with db.read.connect() as conn:
+        got = conn.execute(text("SELECT statement_digest FROM entry WHERE log_index = 0")).scalar_one()
+        assert conn.execute(text("SELECT expires_at FROM token")).fetchall() == []
+    db.dispose()
+    assert got == "sha256:" + hashlib.sha256(payload).hexdigest()

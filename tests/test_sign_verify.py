@@ -42,6 +42,12 @@ def codes(data: dict) -> set[str]:
     return {r["code"] for r in data["reasons"]}
 
 
+def unverified(data: dict) -> bool:
+    """Denied for want of evidence, with the bundle reported as not verifying (the evidence rule)."""
+    rejected = {r["code"] for r in data["rejected"]}
+    return codes(data) == {"MISSING_ATTESTATION"} and rejected == {"BUNDLE_UNVERIFIED"}
+
+
 def test_keygen_writes_private_key_0600(keypair: tuple[Path, Path]) -> None:
     assert stat.S_IMODE(keypair[0].stat().st_mode) == 0o600
     assert b"PRIVATE KEY" in keypair[0].read_bytes() and b"ENCRYPTED" not in keypair[0].read_bytes()
@@ -156,7 +162,7 @@ def test_bundle_for_another_model_refused(
 def test_subject_mismatch_without_manifest_refused(
     tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path], run_attest: RunAttest
 ) -> None:
-    """A non-manifest attestation (revocation) about another model is refused for its subject."""
+    """A revocation of another model is not evidence about this one: reported, and it decides nothing."""
     model, bundle, pub = signed
     other = make_model(tmp_path / "other2")
     (other / "config.json").write_text("{}\n")
@@ -184,15 +190,19 @@ def test_subject_mismatch_without_manifest_refused(
     )
     result = run_attest("verify", model, "--bundle", bundle, "--bundle", rev, "--key", pub, "--json")
     out = json.loads(result.stdout)
-    assert result.returncode == 1 and "SUBJECT_MISMATCH" in codes(out)
+    assert result.returncode == 0 and codes(out) == set()
+    assert [(r["bundle"], r["code"]) for r in out["rejected"]] == [(str(rev), "SUBJECT_MISMATCH")]
+    # alone, it leaves the manifest requirement unmet: the denial comes from the requirement
+    alone = run_attest("verify", model, "--bundle", rev, "--key", pub, "--json")
+    assert alone.returncode == 1 and codes(json.loads(alone.stdout)) == {"MISSING_ATTESTATION"}
 
 
 def test_wrong_key_refused(tmp_path: Path, signed: tuple[Path, Path, Path], run_attest: RunAttest) -> None:
     model, bundle, _ = signed
     assert run_attest("keygen", "--out", tmp_path / "stranger").returncode == 0
     rc, out, _ = verify(run_attest, model, bundle, tmp_path / "stranger.pub")
-    assert rc == 1 and "BUNDLE_UNVERIFIED" in codes(out)
-    assert any("signature does not verify" in r["message"] for r in out["reasons"])
+    assert rc == 1 and unverified(out)
+    assert any("signature does not verify" in r["message"] for r in out["rejected"])
 
 
 def _rewrite_payload(bundle: Path, mutate) -> None:  # type: ignore[no-untyped-def]
@@ -207,7 +217,7 @@ def test_changed_payload_refused(signed: tuple[Path, Path, Path], run_attest: Ru
     model, bundle, pub = signed
     _rewrite_payload(bundle, lambda s, d: s["predicate"]["model"].update(version="9.9"))
     rc, out, _ = verify(run_attest, model, bundle, pub)
-    assert rc == 1 and "BUNDLE_UNVERIFIED" in codes(out)
+    assert rc == 1 and unverified(out)
 
 
 def test_changed_payload_type_refused(signed: tuple[Path, Path, Path], run_attest: RunAttest) -> None:
@@ -216,13 +226,14 @@ def test_changed_payload_type_refused(signed: tuple[Path, Path, Path], run_attes
     doc["dsseEnvelope"]["payloadType"] = "application/json"
     bundle.write_text(json.dumps(doc))
     rc, out, _ = verify(run_attest, model, bundle, pub)
-    assert rc == 1 and any("payloadType" in r["message"] for r in out["reasons"])
+    assert rc == 1 and unverified(out) and any("payloadType" in r["message"] for r in out["rejected"])
 
 
 def test_unknown_predicate_type_refused_at_verify(
     tmp_path: Path, signed: tuple[Path, Path, Path], keypair: tuple[Path, Path]
 ) -> None:
-    """Even validly signed, an unknown predicate type is not accepted (fail closed)."""
+    """Even validly signed, an unknown predicate type is not evidence (fail closed): it is reported and
+    cannot satisfy anything, and it does not deny a model that carries its required manifest."""
     from attest.keys import load_private_key
     from attest.manifest import compute_manifest
     from attest.model_verification import verify_model
@@ -240,8 +251,11 @@ def test_unknown_predicate_type_refused_at_verify(
     trust = Trust()
     trust.add_key(signer.public_key)
     decision = verify_model(model, [bundle, odd_path], trust)
-    assert not decision.allowed
-    assert any("unknown predicate type" in r.message for r in decision.reasons)
+    assert decision.allowed and [e["predicateType"] for e in decision.evidence] == [MANIFEST]
+    assert [(r.bundle, r.code) for r in decision.rejected] == [(str(odd_path), "BUNDLE_UNVERIFIED")]
+    assert "unknown predicate type" in decision.rejected[0].message
+    alone = verify_model(model, [odd_path], trust)
+    assert not alone.allowed and [r.code for r in alone.reasons] == ["MISSING_ATTESTATION"]
 
 
 def test_unknown_predicate_type_refused_at_sign(
@@ -295,7 +309,7 @@ def test_malformed_bundle_refused(
     bad = tmp_path / "bad.json"
     bad.write_bytes(content)
     rc, out, _ = verify(run_attest, model, bad, pub)
-    assert rc == 1 and "BUNDLE_UNVERIFIED" in codes(out)
+    assert rc == 1 and unverified(out)
 
 
 def test_usage_errors_exit_2(signed: tuple[Path, Path, Path], run_attest: RunAttest, tmp_path: Path) -> None:
@@ -359,7 +373,7 @@ def test_oms_key_signature_fails_after_byte_change(tmp_path: Path, run_attest: R
 def test_oms_signature_wrong_key_refused(tmp_path: Path, run_attest: RunAttest) -> None:
     assert run_attest("keygen", "--out", tmp_path / "k", "--algorithm", "ecdsa-p384").returncode == 0
     rc, out, _ = verify(run_attest, OMS_KEY, OMS_KEY / "model.sig", tmp_path / "k.pub")
-    assert rc == 1 and "BUNDLE_UNVERIFIED" in codes(out)
+    assert rc == 1 and unverified(out)
 
 
 def test_ed25519_signing_round_trip(tmp_path: Path, model_dir: Path, run_attest: RunAttest) -> None:
@@ -393,11 +407,13 @@ def test_verify_writes_a_signed_vsa(
     statement = json.loads(base64.b64decode(json.loads(vsa.read_text())["dsseEnvelope"]["payload"]))
     assert statement["predicateType"] == "https://slsa.dev/verification_summary/v1"
     assert statement["predicate"]["verificationResult"] == "PASSED"
-    assert statement["predicate"]["inputAttestations"][0]["uri"] == MANIFEST
+    # VSA v1: inputAttestations locate the bundles relied on (file URI + sha256), not their types
+    assert statement["predicate"]["inputAttestations"][0]["uri"] == bundle.resolve().as_uri()
     # a downstream verifier admits on the summary alone, signed by the verifier's key
-    (tmp_path / "vsa.yaml").write_text(
+    (tmp_path / "vsa.yaml").write_text(  # pinned: this verifier, and the CLI's built-in policy
         "apiVersion: model-attest.dev/policy/v1\nsigners:\n  verifier:\n    - keyFile: verifier.pub\n"
-        "require:\n  - predicateType: https://slsa.dev/verification_summary/v1\n"
+        "require:\n  - predicateType: https://slsa.dev/verification_summary/v1\n    signedBy: [verifier]\n"
+        "    policyUri: https://model-attest.dev/policy/default\n"
     )
     assert run_attest("verify", model, "--bundle", vsa, "--policy", tmp_path / "vsa.yaml").returncode == 0
     # --vsa without a key to sign it is a usage error, and nothing is written

@@ -9,14 +9,17 @@ Hugging Face cache snapshots are the one sanctioned use of symlinks: files under
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import stat
 import unicodedata
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 
-from attest.errors import ModelPathError
+import pathspec
+
+from attest.errors import ModelPathError, UsageError
 
 # Ignored by default: VCS metadata, the hub client's local bookkeeping, and attestation bundles
 # themselves (a bundle cannot sign its own bytes).
@@ -32,25 +35,62 @@ class WalkedFile:
     size: int
 
 
-def is_ignored(rel_path: str, ignores: tuple[str, ...] | list[str], is_dir: bool = False) -> bool:
-    """Match a relative path against ignore patterns, with gitignore's basic rules.
+# Limits on a relative path, applied when signing (walk) and to every signed manifest a verifier or
+# ``attest pull`` reads: beyond them a path cannot be created portably (NAME_MAX 255 bytes per
+# segment, PATH_MAX 4096), and a hostile manifest must not make a consumer build 2,000-deep trees.
+MAX_SEGMENT_BYTES = 255
+MAX_PATH_BYTES = 1024
+MAX_PATH_SEGMENTS = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-    A trailing ``/`` restricts a pattern to directories; a pattern holding another ``/`` (leading or
-    inside) is a glob anchored at the root and matched against the whole relative path; any other
-    pattern is a glob on the last path component, at any depth.
+
+def path_problem(rel_path: str) -> str | None:
+    """Why ``rel_path`` may not appear in a manifest, or ``None`` when it may.
+
+    Refused: absolute paths, empty, ``.`` or ``..`` segments, backslashes, control characters (NUL,
+    newline, escape: they forge lines in logs and terminals), and paths over the limits above.
     """
-    name = rel_path.rsplit("/", 1)[-1]
-    for pattern in ignores:
-        dir_only = pattern.endswith("/")
-        body = pattern.rstrip("/")
-        if dir_only and not is_dir:
-            continue
-        if "/" in body:
-            if fnmatchcase(rel_path, body.lstrip("/")):
-                return True
-        elif fnmatchcase(name, body):
-            return True
-    return False
+    if not rel_path or rel_path.startswith("/"):
+        return "not a relative path"
+    if "\\" in rel_path:
+        return "holds a backslash"
+    if _CONTROL.search(rel_path):
+        return "holds a control character"
+    parts = rel_path.split("/")
+    if any(seg in ("", ".", "..") for seg in parts):
+        return "holds an empty, '.' or '..' segment"
+    if len(parts) > MAX_PATH_SEGMENTS:
+        return f"is {len(parts)} segments deep (limit {MAX_PATH_SEGMENTS})"
+    if len(rel_path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes"
+    if any(len(seg.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for seg in parts):
+        return f"has a segment longer than {MAX_SEGMENT_BYTES} bytes"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def compile_ignores(ignores: tuple[str, ...]) -> pathspec.PathSpec:
+    """The ignore patterns as one spec: gitignore syntax ("gitwildmatch"), as implemented by
+    ``pathspec`` 1.1.1's ``gitignore`` pattern (``GitIgnoreBasicPattern``).
+
+    Raises ``ValueError`` for a pattern gitwildmatch cannot parse.
+    """
+    try:
+        return pathspec.PathSpec.from_lines("gitignore", ignores)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid ignore pattern: {exc}") from None
+
+
+def is_ignored(rel_path: str, ignores: tuple[str, ...] | list[str], is_dir: bool = False) -> bool:
+    """Whether gitwildmatch ``ignores`` exclude ``rel_path`` (a directory is tested as ``path/``).
+
+    The semantics are gitignore's, through ``pathspec``'s ``gitignore`` patterns (see
+    ``schemas/vectors/ignore-patterns.json``): ``*`` never crosses ``/``; a pattern with a ``/`` at the
+    start or in the middle is anchored at the model root; any other pattern matches at any depth; a
+    trailing ``/`` matches directories only; ``**`` spans folders; ``!`` re-includes, last match wins.
+    The walk does not enter an ignored directory, so nothing below it can be re-included (as in git).
+    """
+    return compile_ignores(tuple(ignores)).match_file(rel_path + "/" if is_dir else rel_path)
 
 
 def _hf_blobs_dir(root: Path) -> Path | None:
@@ -68,55 +108,89 @@ def _decode_name(raw: bytes, where: str) -> str:
         raise ModelPathError(f"{where}{shown}: file name is not valid UTF-8") from None
 
 
-def walk_model(root: Path, ignores: tuple[str, ...] | list[str] = DEFAULT_IGNORES) -> list[WalkedFile]:
+def resolve_path(path: Path, rel: str) -> Path:
+    """``path.resolve()``, with a symlink loop or an unreadable link as a one-line ``ModelPathError``."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError for a loop
+        reason = "symlink loop" if isinstance(exc, RuntimeError) else (exc.strerror or str(exc))
+        raise ModelPathError(f"{rel}: cannot resolve: {reason}") from None
+
+
+def walk_model(
+    root: Path,
+    ignores: tuple[str, ...] | list[str] = DEFAULT_IGNORES,
+    ignored_out: list[str] | None = None,
+) -> list[WalkedFile]:
     """Return the model's regular files sorted by the UTF-8 bytes of their relative paths.
 
-    A single file is a model of one file whose path is its own name.
+    A single file is a model of one file whose path is its own name. When ``ignored_out`` is given,
+    the paths left out by ``ignores`` are appended to it (an ignored folder as ``path/``, not entered),
+    so a verifier can say what lies on disk without being covered by the signature.
     """
     root = Path(root)
+    try:
+        spec = compile_ignores(tuple(ignores))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         st = root.lstat()
     except FileNotFoundError:
         raise ModelPathError(f"{root}: no such file or directory") from None
+    except OSError as exc:
+        raise ModelPathError(f"{root}: {exc.strerror or exc}") from None
     if stat.S_ISREG(st.st_mode):
         return [WalkedFile(root.name, root, st.st_size)]
     if stat.S_ISLNK(st.st_mode):
-        target = root.resolve()
+        target = resolve_path(root, str(root))
         if target.is_file():
             return [WalkedFile(root.name, target, target.stat().st_size)]
         root = target
     if not root.is_dir():
         raise ModelPathError(f"{root}: not a regular file or directory")
 
-    real_root = root.resolve()
+    real_root = resolve_path(root, str(root))
     blobs = _hf_blobs_dir(real_root)
     found: list[WalkedFile] = []
     seen_folded: dict[str, str] = {}
     stack: list[tuple[bytes, str]] = [(os.fsencode(real_root), "")]
     while stack:
         dir_bytes, rel_dir = stack.pop()
-        with os.scandir(dir_bytes) as entries:
-            for entry in entries:
-                name = _decode_name(entry.name, f"{rel_dir}/" if rel_dir else "")
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                if name in (".", "..") or "/" in name:  # defensive: scandir never yields these
-                    raise ModelPathError(f"{rel}: invalid path segment")
-                st_entry = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st_entry.st_mode):
-                    if not is_ignored(rel, ignores, is_dir=True):
-                        stack.append((entry.path, rel))
-                    continue
-                if is_ignored(rel, ignores):
-                    continue
-                real, size = _resolve_file(entry.path, rel, st_entry, real_root, blobs)
-                folded = unicodedata.normalize("NFC", rel).casefold()
-                if folded in seen_folded:
-                    raise ModelPathError(
-                        f"{rel}: collides with {seen_folded[folded]} up to case or Unicode normalisation"
-                    )
-                seen_folded[folded] = rel
-                found.append(WalkedFile(rel, real, size))
+        try:
+            with os.scandir(dir_bytes) as it:
+                entries = list(it)
+        except OSError as exc:
+            raise ModelPathError(f"{rel_dir or root}: cannot list folder: {exc.strerror or exc}") from None
+        for entry in entries:
+            name = _decode_name(entry.name, f"{rel_dir}/" if rel_dir else "")
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if name in (".", "..") or "/" in name:  # defensive: scandir never yields these
+                raise ModelPathError(f"{rel}: invalid path segment")
+            st_entry = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st_entry.st_mode):
+                if not spec.match_file(rel + "/"):
+                    stack.append((entry.path, rel))
+                elif ignored_out is not None:
+                    ignored_out.append(rel + "/")
+                continue
+            if spec.match_file(rel):
+                if ignored_out is not None:
+                    ignored_out.append(rel)
+                continue
+            problem = path_problem(rel)
+            if problem:
+                raise ModelPathError(f"{rel!r}: file path {problem}")
+            real, size = _resolve_file(entry.path, rel, st_entry, real_root, blobs)
+            folded = unicodedata.normalize("NFC", rel).casefold()
+            if folded in seen_folded:
+                raise ModelPathError(
+                    f"{rel}: collides with {seen_folded[folded]} up to case or Unicode normalisation"
+                )
+            seen_folded[folded] = rel
+            found.append(WalkedFile(rel, real, size))
     found.sort(key=lambda f: f.rel_path.encode("utf-8"))
+    if ignored_out is not None:
+        ignored_out.sort(key=lambda p: p.encode("utf-8"))
     return found
 
 
@@ -128,7 +202,7 @@ def _resolve_file(
         return Path(os.fsdecode(path)), st.st_size
     if not stat.S_ISLNK(st.st_mode):
         raise ModelPathError(f"{rel}: not a regular file (device, socket or FIFO)")
-    target = Path(os.fsdecode(path)).resolve()
+    target = resolve_path(Path(os.fsdecode(path)), rel)
     allowed = target.is_relative_to(real_root) or (blobs is not None and target.is_relative_to(blobs))
     if not allowed:
         raise ModelPathError(f"{rel}: symlink resolves outside the model folder ({target})")

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from attest.constitution import digest_text
 from attest.errors import VerificationError
+from registry.api_models import ConstitutionStored, errors, ok, ok_text
 from registry.deps import PrincipalDep, ReaderDep, RegistryDep, read_capped_body
 from registry.entries import normalise_digest
 from registry.log import NotFoundError
@@ -18,7 +20,24 @@ from registry.models import Constitution
 router = APIRouter(prefix="/v1/constitutions", tags=["constitutions"])
 
 
-@router.post("/{digest}", status_code=201, summary="Store a constitution text under its canonical digest")
+@router.post(
+    "/{digest}",
+    operation_id="storeConstitution",
+    status_code=201,
+    summary="Store a constitution text under its canonical digest",
+    responses=ok(ConstitutionStored, "Stored.", 201)
+    | ok(ConstitutionStored, "Already stored: the same canonical text.")
+    | errors(400, 401, 413, 422, 429, 503, 507),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            # raw bytes whatever the Content-Type (text/plain works too); declared as octet-stream,
+            # which generated clients can send (openapi-python-client has no text/plain bodies)
+            "description": "The constitution's text, UTF-8; stored in canonical form.",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def store(request: Request, response: Response, reg: RegistryDep, _p: PrincipalDep, digest: str) -> Any:
     want = normalise_digest(digest)
     raw = await read_capped_body(request, reg.settings.max_bundle_bytes)
@@ -47,7 +66,14 @@ async def store(request: Request, response: Response, reg: RegistryDep, _p: Prin
     return info
 
 
-@router.get("/{digest}", dependencies=[ReaderDep], summary="The canonical text (text/plain; charset=utf-8)")
+@router.get(
+    "/{digest}",
+    operation_id="getConstitution",
+    response_class=PlainTextResponse,
+    dependencies=[ReaderDep],
+    summary="The canonical text (text/plain; charset=utf-8)",
+    responses=ok_text("The canonical text.") | errors(400, 401, 404, 429),
+)
 def fetch(reg: RegistryDep, digest: str) -> Response:
     with reg.db.read_session() as session:
         row = session.get(Constitution, normalise_digest(digest))
