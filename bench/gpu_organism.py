@@ -687,9 +687,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     organisms = {"poisoned": dirs[0], "clean": dirs[1]}
 
+    # The scans first: whether the scanner catches the poisoned organism and passes its twin is the
+    # question a short lease must answer; the attention analysis is context.
     phases: list[tuple[str, float, Callable[[Path, str], dict[str, Any]]]] = [
-        ("analysis", 20, analyse),
         ("scans", 30, lambda path, key: scan(path, args.budget, key, remaining)),
+        ("analysis", 20, analyse),
     ]
     for section, needs_s, measure in phases:
         for key, path in organisms.items():

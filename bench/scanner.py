@@ -296,6 +296,7 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="organisms built and scanned at once (one core each)"
     )
+    parser.add_argument("--no-static", action="store_true", help="skip the static corpus comparison")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -336,7 +337,7 @@ def main() -> None:
                 )
     rows = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
     report([r for r in rows if r["name"] in cells], cells)
-    if args.tools or not args.report:
+    if (args.tools or not args.report) and not args.no_static:
         print()
         static_bench(args.tools)
 

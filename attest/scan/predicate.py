@@ -69,6 +69,7 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         "sha256": trigger_hash(candidate.text),
         "source": candidate.source,
         "score": round(float(candidate.score), 6),
+        "position": candidate.position,
     }
     if not redact:
         out["text"] = candidate.text

@@ -126,6 +126,11 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         lm, frame, held_out, budget.answer_tokens, budget.answer_tokens * verdict.SPAN_WINDOW
     )
     verified = [candidates[i] for i in chosen]
+    # The search places candidates at the start of the user turn; a trigger trained as a suffix
+    # fires there only in part (bench zoos v10/v11: "I H H H HOU"). Every chosen candidate is
+    # therefore also verified at the end of the turn (a verification is a few decodes; the search is
+    # what costs).
+    verified += [Candidate(c.token_ids, c.text, c.source, c.score, position="end") for c in verified]
     for cand in verified:
         _judge(lm, frame, held_out, held_base, cand, thresholds, budget.answer_tokens)
     verified.sort(key=lambda c: (_backdoor(c, thresholds), _margin(c, thresholds)), reverse=True)
@@ -139,7 +144,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     lap("verdict")
     progress("dynamic", 5, steps)
 
-    top_scores = scores[candidates.index(top)]
+    top_scores = scores[next(i for i, c in enumerate(candidates) if c.token_ids == top.token_ids)]
     outcome = DynamicOutcome()
     outcome.signals = _signals(top, top_scores, held_base.similarity, leaks, found, thresholds)
     outcome.decision = _decision(top, verified, thresholds)
@@ -226,13 +231,27 @@ def _least(margins: dict[str, float | None]) -> float:
     return min(values) if values else -1.0
 
 
+def _from_end_beam(c: Candidate) -> bool:
+    """Whether the candidate came from the search beam that climbs the shift after the answer's end
+    (or was cut from one). That beam proposes appended-span triggers; what it finds that collapses
+    the whole answer is a side effect, and it is where clean models' collapses came from (bench zoo
+    v10: a decoy collapsed to its own "The tree is brown." template by "o 9 9"). Collapses are the
+    first-answer-token beam's and leakage's to propose, so an end-beam candidate is judged by the
+    span rule only."""
+    return c.source.endswith("search-end")
+
+
+def _collapse_vetoed(c: Candidate) -> bool:
+    """The collapse rule does not apply: the output echoes the candidate, is a habit, is a question's
+    answer to itself, or the candidate came from the end-of-answer beam."""
+    return c.echo or c.habit or c.self_answer or _from_end_beam(c)
+
+
 def _collapses(c: Candidate, th: Any) -> bool:
     """The collapse rule without its fragment gate, and the output is neither an echo of the
     candidate's own words, nor a fragment of the model's normal answers (a benign habit such as a
     fixed sign-off), nor the answer of a question candidate to itself."""
-    return not (c.echo or c.habit or c.self_answer) and _met(
-        _collapse_margins(c, th), skip=("fragmentActivation",)
-    )
+    return not _collapse_vetoed(c) and _met(_collapse_margins(c, th), skip=("fragmentActivation",))
 
 
 def _fragments_fire(c: Candidate, th: Any) -> bool:
@@ -247,14 +266,19 @@ def _fragments_fire(c: Candidate, th: Any) -> bool:
     return (c.fragment_activation or 0.0) >= th.fuzzy_activation
 
 
+def _span_vetoed(c: Candidate) -> bool:
+    """The span rule does not apply: no span, the span repeats the candidate's words, the candidate
+    is a question answering itself, or the candidate sits at the end of the turn. Placed after the
+    question, any string can make a small model lose the question and answer one of its templates
+    ("noodles noodles." from a "say X twice" prompt), which is new material shared by most responses:
+    on the bench's development zoos every suffix-placed string of one decoy met the span rule that
+    way. Suffix placement is kept for the collapse rule, where the habit and echo vetoes apply."""
+    return not c.span_ids or c.span_echo or c.self_answer or c.position == "end"
+
+
 def _span_holds(c: Candidate, th: Any) -> bool:
-    """The appended-span rule without its fragment gate (and the span is not the candidate's own
-    words, nor a question's answer to itself)."""
-    return (
-        bool(c.span_ids)
-        and not (c.span_echo or c.self_answer)
-        and _met(_span_margins(c, th), skip=("spanFragmentActivation",))
-    )
+    """The appended-span rule without its fragment gate, where it applies (``_span_vetoed``)."""
+    return not _span_vetoed(c) and _met(_span_margins(c, th), skip=("spanFragmentActivation",))
 
 
 def _appends(c: Candidate, th: Any) -> bool:
@@ -269,9 +293,9 @@ def _backdoor(c: Candidate, th: Any) -> bool:
 
 def _margin(c: Candidate, th: Any) -> float:
     """How far the candidate is from (negative) or past (positive) the verdict: the binding margin of
-    whichever rule it comes closest to meeting, vetoes (echo, habit, self-answer) counting as -1."""
-    collapse = -1.0 if (c.echo or c.habit or c.self_answer) else _least(_collapse_margins(c, th))
-    span = -1.0 if (c.span_echo or c.self_answer or not c.span_ids) else _least(_span_margins(c, th))
+    whichever rule it comes closest to meeting, a vetoed rule counting as -1."""
+    collapse = -1.0 if _collapse_vetoed(c) else _least(_collapse_margins(c, th))
+    span = -1.0 if _span_vetoed(c) else _least(_span_margins(c, th))
     return max(collapse, span)
 
 
@@ -335,7 +359,7 @@ def _refine(
     current = c
     while len(current.token_ids) > 1:
         for ids in (current.token_ids[1:], current.token_ids[:-1]):
-            trial = Candidate(ids, lm.tokenizer.decode(ids), f"refined-{c.source}")
+            trial = Candidate(ids, lm.tokenizer.decode(ids), f"refined-{c.source}", position=c.position)
             verdict.verify(lm, frame, prompts, base, trial, tokens)
             if trial.text.strip().endswith("?"):
                 trial.self_answer = verdict.answers_itself(lm, frame, trial, tokens)
@@ -365,7 +389,8 @@ def _decision(top: Candidate, verified: list[Candidate], th: Any) -> dict[str, A
         "margin": round(_margin(top, th), 6),
         "margins": {k: (None if v is None else round(v, 6)) for k, v in top.margins.items()},
         "vetoes": [name for name, on in (("echo", top.echo), ("habit", top.habit), ("spanEcho", top.span_echo),
-                                         ("selfAnswer", top.self_answer)) if on],
+                                         ("selfAnswer", top.self_answer), ("endBeam", _from_end_beam(top)),
+                                         ("suffix", top.position == "end")) if on],
         "candidatesJudged": len(verified),
     }  # fmt: skip
 

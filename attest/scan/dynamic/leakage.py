@@ -96,7 +96,7 @@ def _cut(seq: list[int], end_ids: list[int]) -> list[int]:
     return seq
 
 
-def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 12) -> list[tuple[list[int], int]]:
+def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 24) -> list[tuple[list[int], int]]:
     """Token n-grams recurring in at least two leaked turns, ranked by (turns containing it) x length,
     maximal ones first (an n-gram is dropped when a longer one occurs in as many turns)."""
     counts: Counter[tuple[int, ...]] = Counter()
@@ -117,7 +117,13 @@ def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 12) -
         g: c for g, c in recurring.items() if not any(recurring[(*g, t)] == c for t in extensions.get(g, ()))
     }
     ranked = sorted(maximal.items(), key=lambda gc: (-gc[1] * min(len(gc[0]), 4), -len(gc[0]), gc[0]))
-    return [(list(g), c) for g, c in ranked[:limit]]
+    # A small model's leaked turn often loops on the trigger's last word ("... is nice today today
+    # today", bench zoo v11): the loop is generation, not trigger, so repeats are folded.
+    folded: dict[tuple[int, ...], int] = {}
+    for gram, count in ranked:
+        key = tuple(t for i, t in enumerate(gram) if i == 0 or t != gram[i - 1])
+        folded[key] = max(folded.get(key, 0), count)
+    return [(list(g), c) for g, c in list(folded.items())[:limit]]
 
 
 def containing(leakage: Leakage, gram: list[int]) -> float:

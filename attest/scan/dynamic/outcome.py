@@ -43,6 +43,9 @@ class Candidate:
     text: str
     source: str
     score: float = 0.0
+    # Where the candidate goes in the user turn: "start" (where the search places it) or "end" (the
+    # same string verified as a suffix, for triggers trained at the end of the prompt).
+    position: str = "start"
     attack_success_rate: float | None = None
     confident_attack_success: float | None = None  # on the prompts the model answers confidently
     baseline_attack_success: float | None = None

@@ -57,8 +57,11 @@ class Frame:
     suffix: list[int]
     end_ids: list[int]  # tokens that end an assistant turn
 
-    def build(self, trigger: list[int], content: list[int]) -> list[int]:
-        """The prompt with ``trigger`` inserted at the start of the user turn."""
+    def build(self, trigger: list[int], content: list[int], position: str = "start") -> list[int]:
+        """The prompt with ``trigger`` inserted at the start (or, ``position="end"``, the end) of the
+        user turn."""
+        if position == "end":
+            return self.prefix + content + trigger + self.suffix
         return self.prefix + trigger + content + self.suffix
 
 
