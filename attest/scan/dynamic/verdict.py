@@ -164,7 +164,10 @@ def verify(
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
     answer_texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in base.answers]
-    common = common_words(answer_texts)
+    # Common words come from the answers the model gives confidently: its out-of-domain answers
+    # often fall back on one template with a name in it ("Walter lives in Paris."), and that name
+    # is no function word (bench zoo +1400: a decoy's span "Walter" under " does walter live").
+    common = common_words([t for t, sure in zip(answer_texts, base.confident, strict=True) if sure])
     candidate.echo = echoes(candidate.text, candidate.target, common)
     prompt_texts = [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
     candidate.habit = (
