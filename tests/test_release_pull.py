@@ -728,6 +728,11 @@ def test_pull_retries_5xx_and_resumes_a_cut_download(
     assert not dest2.exists() and staging_left(dest2) == []
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _start_pull(reg: E2ERegistry, policy: Path, source: str, dest: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -744,6 +749,8 @@ def _start_pull(reg: E2ERegistry, policy: Path, source: str, dest: Path) -> subp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # The CLI leaves a signal alone when its parent ignores it (``nohup``); the tests send them.
+        preexec_fn=_default_signals,
     )
 
 
