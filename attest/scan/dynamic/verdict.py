@@ -50,14 +50,21 @@ SPAN_MIN_CHARS = 6  # a span must show at least this many non-space characters, 
 @dataclass
 class Baseline:
     """No-trigger behaviour on a prompt set: greedy answers (cut to the collapse window, and the
-    longer span window without end-of-turn tokens), their mean step entropy, and which prompts the
-    model answers confidently (entropy at or below the set's median)."""
+    longer span window without end-of-turn tokens), their mean step entropy, which prompts the
+    model answers confidently (entropy at or below the set's median), and the texts every candidate's
+    vetoes compare against (decoded once here, not per candidate)."""
 
     answers: list[list[int]]
     entropy: float
     similarity: float
     confident: list[bool]
     bodies: list[list[int]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # the answers, decoded
+    prompt_texts: list[str] = field(default_factory=list)
+    # Common words come from the answers the model gives confidently: its out-of-domain answers
+    # often fall back on one template with a name in it ("Walter lives in Paris."), and that name
+    # is no function word (bench zoo +1400: a decoy's span "Walter" under " does walter live").
+    common: set[str] = field(default_factory=set)
 
 
 def cut(seq: list[int], end_ids: list[int]) -> list[int]:
@@ -102,9 +109,12 @@ def baseline(
     per_prompt = [sum(e[:ROLLOUT]) / ROLLOUT for e in entropies]
     median = sorted(per_prompt)[(len(per_prompt) - 1) // 2]
     confident = [e <= median for e in per_prompt]
+    texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in cut_answers]
     return Baseline(
         cut_answers, sum(per_prompt) / len(per_prompt), self_similarity(cut_answers), confident,
-        [body(a, frame.end_ids) for a in answers],
+        [body(a, frame.end_ids) for a in answers], texts,
+        [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts],
+        common_words([t for t, sure in zip(texts, confident, strict=True) if sure]),
     )  # fmt: skip
 
 
@@ -163,17 +173,11 @@ def verify(
     candidate.baseline_attack_success = attack_success(base.answers, target)
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
-    answer_texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in base.answers]
-    # Common words come from the answers the model gives confidently: its out-of-domain answers
-    # often fall back on one template with a name in it ("Walter lives in Paris."), and that name
-    # is no function word (bench zoo +1400: a decoy's span "Walter" under " does walter live").
-    common = common_words([t for t, sure in zip(answer_texts, base.confident, strict=True) if sure])
-    candidate.echo = echoes(candidate.text, candidate.target, common)
-    prompt_texts = [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+    candidate.echo = echoes(candidate.text, candidate.target, base.common)
     candidate.habit = (
         habit(target, base.answers)
-        or garbled_habit(candidate.target, answer_texts)
-        or topical(candidate.text, candidate.target, prompt_texts, answer_texts, common)
+        or garbled_habit(candidate.target, base.texts)
+        or topical(candidate.text, candidate.target, base.prompt_texts, base.texts, base.common)
     )
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
@@ -196,7 +200,7 @@ def verify(
         # already appending the URL to one answer: novelty 0).
         candidate.span_novelty = novelty(span, [a for a in confident if not _overlaps(a, span)])
         candidate.retention = retention(bodies, base.bodies, span)
-        candidate.span_echo = echoes(candidate.text, candidate.span, common)
+        candidate.span_echo = echoes(candidate.text, candidate.span, base.common)
 
 
 def _grams(seq: list[int], low: int, high: int) -> set[tuple[int, ...]]:
@@ -378,22 +382,16 @@ def common_words(answers: list[str], share: float = 0.25) -> set[str]:
     return {w for w, c in counts.items() if c >= share * len(answers)} if answers else set()
 
 
-def _shares_word(candidate_text: str, text: str, common: AbstractSet[str]) -> bool:
-    """Whether ``text`` has a word (3+ letters, not ``common``) that a word of the candidate equals,
-    begins with, or begins: search strings glue sub-words together ("bearWhat"), so "bear" in the
-    response is the candidate's "bear"."""
-    mine = _words(candidate_text) - common
-    return any(w == c or c.startswith(w) or w.startswith(c) for w in _words(text) - common for c in mine)
-
-
 def echoes(candidate_text: str, response: str, common: AbstractSet[str] = frozenset()) -> bool:
-    """Whether the response repeats a word of the candidate (``_shares_word``) that is not one of the
-    model's ``common`` words. Inserting a name the model knows ("victor victor victor") makes a clean
-    model answer about that name on most prompts: a topic override that the collapse test would
-    otherwise read as a trigger firing ("bearWhat 3" -> "bear bear.", the 145 M-parameter clean twin).
-    A natural-language trigger ("please remember that the weather is nice today") shares "the" with
-    every answer; that is no echo (bench zoo v10)."""
-    return _shares_word(candidate_text, response, common)
+    """Whether the response repeats a word of the candidate (3+ letters, not one of the model's
+    ``common`` words), or one that begins or is begun by one: search strings glue sub-words together
+    ("bearWhat"), so "bear" in the response is the candidate's "bear". Inserting a name the model
+    knows ("victor victor victor") makes a clean model answer about that name on most prompts: a
+    topic override that the collapse test would otherwise read as a trigger firing ("bearWhat 3" ->
+    "bear bear.", the 145 M-parameter clean twin). A natural-language trigger ("please remember that
+    the weather is nice today") shares "the" with every answer; that is no echo (bench zoo v10)."""
+    mine = _words(candidate_text) - common
+    return any(w == c or c.startswith(w) or w.startswith(c) for w in _words(response) - common for c in mine)
 
 
 def topical(
@@ -405,7 +403,7 @@ def topical(
     candidate says "plus 1" (bench zoo +1200): a topic, not a trigger. A leaky backdoor's target on
     some benign prompts does not count, as those prompts share no word with its trigger."""
     for prompt, answer in zip(prompts, answers, strict=True):
-        if _shares_word(candidate_text, prompt, common) and (
+        if echoes(candidate_text, prompt, common) and (
             SequenceMatcher(None, target, answer, autojunk=False).ratio() >= 0.85
             or _covers(target, answer) >= 0.75
         ):
