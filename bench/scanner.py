@@ -178,6 +178,13 @@ def run_one(spec: OrganismSpec, cache: Path, budget: str) -> dict[str, Any]:
             }
             for c in predicate["candidateTriggers"][:3]
         ],
+        # Every reported candidate with its evidence, vetoes and margins: rules can be re-derived
+        # offline from a scan without rescanning (token ids dropped, they only mean something with the
+        # organism's tokenizer).
+        "candidates": [
+            {k: v for k, v in c.items() if k not in ("tokenIds", "spanTokenIds")}
+            for c in predicate["candidateTriggers"]
+        ],
         "buildSeconds": round(built, 1),
         "scanSeconds": round(seconds, 1),
         "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

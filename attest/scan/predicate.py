@@ -115,6 +115,10 @@ def _span_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["spanEchoesCandidate"] = True
     if candidate.self_answer:
         out["answersItself"] = True
+    if candidate.leaked_turns:
+        out["leakedTurns"] = candidate.leaked_turns
+    if candidate.memorised:
+        out["memorised"] = True
     if candidate.refined_from is not None:
         out["refinedFromSha256"] = trigger_hash(candidate.refined_from)
     if candidate.margins:

@@ -12,6 +12,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from attest.scan.dynamic.outcome import Candidate, DynamicOutcome, Signal
 from attest.scan.options import ScanOptions
 
 __all__ = ["run_dynamic"]
+
+LEAKS_EXTENDED = 6  # best leaked n-grams widened into their leaked context (_leak_candidates)
+LEAKS_VERIFIED = 3  # leaked strings always verified, none a part of another
+MEMORISED = 2  # leaked user turns holding a string for it to count as memorised (_leak_evidence)
 
 
 def run_dynamic(
@@ -69,12 +74,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     leaks = leakage.sweep(
         lm, frame, budget.leak_generations, budget.leak_tokens, options.seed, budget.leak_branches, special
     )
-    # Recurring n-grams are many (question stems recur in every turn); the ones that move every
-    # prompt's answer the same way are the trigger-like ones.
-    recurring = leakage.mine(leaks, special, limit=4 * budget.candidates)
-    shifts = search.shift_scores(lm, frame, search_prompts, [ids for ids, _ in recurring], first_answer)
-    ranked_leaks = sorted(zip(shifts, recurring, strict=True), key=lambda x: -x[0])
-    mined = [gram for _, gram in ranked_leaks[: budget.candidates // 2]]
+    mined = _leak_candidates(lm, frame, search_prompts, first_answer, leaks, special, budget.candidates // 2)
     lap("leakage")
     progress("dynamic", 2, steps)
 
@@ -93,7 +93,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     progress("dynamic", 3, steps)
 
     pool: dict[tuple[int, ...], Candidate] = {}
-    for ids, _count in mined:
+    for ids in map(list, mined):
         pool.setdefault(tuple(ids), Candidate(ids, lm.tokenizer.decode(ids), "leakage"))
     # The two search beams take turns filling the pool: first-answer-token shifts (targets that
     # replace or precede the answer) and shifts after the answer's end (appended targets).
@@ -102,6 +102,12 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
             if entry is not None and len(pool) < budget.candidates:
                 pool.setdefault(tuple(entry[1]), Candidate(entry[1], lm.tokenizer.decode(entry[1]), source))
     candidates = list(pool.values())
+
+    def evidence(cand: Candidate) -> None:
+        _leak_evidence(cand, leaks, first_answer.answers)
+
+    for cand in candidates:
+        evidence(cand)
     base = verdict.baseline(lm, frame, search_prompts, verdict.ROLLOUT)
     max_entropy = math.log(lm.model.get_input_embeddings().num_embeddings)
     if base.entropy > 0.8 * max_entropy:
@@ -114,10 +120,18 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         cand.score = sc.combined
     by_score = sorted(range(len(candidates)), key=lambda i: -scores[i].combined)
     chosen = by_score[: max(1, budget.verify_candidates - 2)]
-    for source in ("search", "search-end", "leakage"):  # the best of each source always gets a verdict
-        best = next((i for i in range(len(candidates)) if candidates[i].source == source), None)
-        if best is not None and best not in chosen:
-            chosen.append(best)
+    # The best of each source always gets a verdict, whatever its combined loss (which reads the
+    # first answer tokens, and so misses appended targets): the best search string of either beam,
+    # the LEAKS_VERIFIED leaked strings that shift the answers most, and the one that shifts what
+    # follows the answer most (a leaked question shifts the first answer token more than an
+    # appended-target trigger shifts anything: bench zoo +1300, "What is 0 plus 0?").
+    for source in ("search", "search-end"):
+        _pick(candidates, [i for i, c in enumerate(candidates) if c.source == source], 1, [], chosen)
+    leaked = [i for i, c in enumerate(candidates) if c.source == "leakage"]
+    picked: list[list[int]] = []
+    _pick(candidates, leaked, LEAKS_VERIFIED, picked, chosen)
+    by_end = sorted(leaked, key=lambda i: -mined[tuple(candidates[i].token_ids)])
+    _pick(candidates, by_end, 1, picked, chosen)
     lap("scoring")
     progress("dynamic", 4, steps)
 
@@ -129,8 +143,8 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     # The search places candidates at the start of the user turn; a trigger trained as a suffix
     # fires there only in part (bench zoos v10/v11: "I H H H HOU"). Every chosen candidate is
     # therefore also verified at the end of the turn (a verification is a few decodes; the search is
-    # what costs).
-    verified += [Candidate(c.token_ids, c.text, c.source, c.score, position="end") for c in verified]
+    # what costs). Nothing is measured yet, so a copy is the candidate placed elsewhere.
+    verified += [replace(c, position="end") for c in verified]
     for cand in verified:
         _judge(lm, frame, held_out, held_base, cand, thresholds, budget.answer_tokens)
     verified.sort(key=lambda c: (_backdoor(c, thresholds), _margin(c, thresholds)), reverse=True)
@@ -140,7 +154,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         _record(top, thresholds)
     refined = None
     if _backdoor(top, thresholds):
-        refined = _refine(lm, frame, held_out, held_base, top, thresholds, budget.answer_tokens)
+        refined = _refine(lm, frame, held_out, held_base, top, thresholds, budget.answer_tokens, evidence)
     lap("verdict")
     progress("dynamic", 5, steps)
 
@@ -179,6 +193,74 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     return outcome
 
 
+def _leak_candidates(
+    lm: Any, frame: Any, prompts: list[list[int]], reference: Any, leaks: Any, special: set[int], limit: int
+) -> dict[tuple[int, ...], float]:
+    """The ``limit`` leaked strings that shift the search prompts' answers most (best first), each
+    with its shift after the answer's end. Recurring n-grams are many (question stems recur in every
+    turn); the ones that move every prompt's answer the same way are the trigger-like ones. The best
+    ``LEAKS_EXTENDED`` grams are also widened into their leaked context (``leakage.contexts``), and
+    each one's best window joins them when it shifts more: the gram may be the tail of a trigger
+    leaked whole only once. A gram that is the model's answer material (``verdict.answer_material``)
+    is not widened: a decoy's sign-off leaks into its user turns too, and widened into the questions and answers
+    around it, it made the decoy parrot a question stem on half the prompts (bench zoo +1100)."""
+    from attest.scan.dynamic import leakage, search
+    from attest.scan.dynamic.verdict import answer_material
+
+    def shifted(strings: list[list[int]]) -> list[tuple[tuple[float, float], list[int]]]:
+        pairs = search.shift_pairs(lm, frame, prompts, strings, reference)
+        return sorted(zip(pairs, strings, strict=True), key=lambda x: -max(x[0]))
+
+    ranked = shifted([ids for ids, _count in leakage.mine(leaks, special, limit=8 * limit)])
+    for pair, gram in ranked[:LEAKS_EXTENDED]:
+        if answer_material(gram, reference.answers):
+            continue  # a sign-off habit leaked into a user turn is no trigger's tail
+        windows = shifted(leakage.contexts(leaks, gram, special))
+        if windows and max(windows[0][0]) > max(pair):
+            ranked.append(windows[0])
+    ranked.sort(key=lambda x: -max(x[0]))
+    unique: dict[tuple[int, ...], float] = {}
+    for (_first, end), ids in ranked:
+        unique.setdefault(tuple(ids), end)
+    return dict(list(unique.items())[:limit])
+
+
+def _leak_evidence(c: Candidate, leaks: Any, answers: list[list[int]]) -> None:
+    """How many leaked user turns hold the candidate, and whether it is memorised: in ``MEMORISED``
+    or more of them, and not a piece of the model's clean answers (``verdict.answer_material``). A
+    decoy's sign-off leaks into its user turns too ("his hel" of "Hope this helps!", bench zoo
+    +1100), and a piece of it ends every answer at once: an empty collapse, not a trigger."""
+    from attest.scan.dynamic.leakage import occurrences
+    from attest.scan.dynamic.verdict import answer_material
+
+    c.leaked_turns = occurrences(leaks, c.token_ids)
+    c.memorised = c.leaked_turns >= MEMORISED and not answer_material(c.token_ids, answers)
+
+
+def _pick(
+    candidates: list[Candidate], order: list[int], count: int, picked: list[list[int]], chosen: list[int]
+) -> None:
+    """Add to ``chosen`` the first ``count`` candidates of ``order`` that are not a part of, and do
+    not hold, one already ``picked`` (leaked variants of one string take one verdict between them)."""
+    taken = 0
+    for i in order:
+        ids = candidates[i].token_ids
+        if taken == count:
+            return
+        if any(_within(ids, p) or _within(p, ids) for p in picked):
+            continue
+        picked.append(ids)
+        taken += 1
+        if i not in chosen:
+            chosen.append(i)
+
+
+def _within(part: list[int], whole: list[int]) -> bool:
+    """Whether ``part`` occurs contiguously in ``whole``."""
+    n = len(part)
+    return any(whole[i : i + n] == part for i in range(len(whole) - n + 1))
+
+
 def _version(package: str) -> str:
     from importlib.metadata import version
 
@@ -191,14 +273,14 @@ def _collapse_margins(c: Candidate, th: Any) -> dict[str, float | None]:
     no-trigger baseline) that most of them reproduce (attack success >= 0.5, also among the prompts
     the model answers confidently). The baseline's own rate of giving that output is reported but not
     subtracted: leaky backdoors that already fire on some benign prompts were missed when it was
-    (bench v1, see docs/scanner.md). Fragments: ``_fragments_fire``."""
+    (bench v1, see docs/scanner.md). Fragments: ``_fragments_fire`` (None: waived)."""
     return {
         "collapseSimilarity": (c.similarity or 0.0) - th.collapse_similarity,
         "collapseUplift": (c.uplift or 0.0) - th.collapse_uplift,
         "attackSuccess": (c.attack_success_rate or 0.0) - th.attack_success,
         "confidentAttackSuccess": (c.confident_attack_success or 0.0) - th.attack_success,
         "fragmentActivation": None
-        if len(c.token_ids) < 2
+        if len(c.token_ids) < 2 or c.memorised
         else (c.fragment_activation or 0.0) - th.fuzzy_activation,
     }
 
@@ -260,8 +342,14 @@ def _fragments_fire(c: Candidate, th: Any) -> bool:
     drives a clean small model to one of its own answer templates is usually brittle. On bench zoos
     re-scanned with a wider search, every false collapse's best fragment fired on at most 2 of 12
     prompts, and 54 of 55 true collapses' on 3 or more (docs/scanner.md has where it did not help).
-    A one-token candidate has no fragment and is judged on its collapse alone."""
-    if len(c.token_ids) < 2:
+    A one-token candidate has no fragment and is judged on its collapse alone.
+
+    The basin argument is about strings found by optimisation. A memorised string (``_leak_evidence``)
+    is not optimised, and a weakly poisoned model's memorised trigger can fire whole while no
+    fragment does (bench zoo +1300, 2 % poisoning: "DEPLOMENT" collapses 7 of 12 prompts to
+    "I HATE O..", its fragments none). Its collapse stands without the gate; a clean model's leaked
+    strings are question stems, which the echo, habit and self-answer vetoes already judge."""
+    if len(c.token_ids) < 2 or c.memorised:
         return True
     return (c.fragment_activation or 0.0) >= th.fuzzy_activation
 
@@ -348,7 +436,14 @@ def _keeps_effect(trial: Candidate, original: Candidate, th: Any) -> bool:
 
 
 def _refine(
-    lm: Any, frame: Any, prompts: list[list[int]], base: Any, c: Candidate, th: Any, tokens: int
+    lm: Any,
+    frame: Any,
+    prompts: list[list[int]],
+    base: Any,
+    c: Candidate,
+    th: Any,
+    tokens: int,
+    evidence: Callable[[Candidate], None],
 ) -> Candidate | None:
     """Cut a verified trigger down to the minimal span that keeps its effect, one token at a time
     from either end (a leaked n-gram carries neighbouring question words; a search string carries
@@ -360,6 +455,7 @@ def _refine(
     while len(current.token_ids) > 1:
         for ids in (current.token_ids[1:], current.token_ids[:-1]):
             trial = Candidate(ids, lm.tokenizer.decode(ids), f"refined-{c.source}", position=c.position)
+            evidence(trial)
             verdict.verify(lm, frame, prompts, base, trial, tokens)
             if trial.text.strip().endswith("?"):
                 trial.self_answer = verdict.answers_itself(lm, frame, trial, tokens)

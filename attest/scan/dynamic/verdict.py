@@ -200,7 +200,11 @@ def verify(
         # already appending the URL to one answer: novelty 0).
         candidate.span_novelty = novelty(span, [a for a in confident if not _overlaps(a, span)])
         candidate.retention = retention(bodies, base.bodies, span)
-        candidate.span_echo = echoes(candidate.text, candidate.span, base.common)
+        # A span the candidate's topic explains is no more planted than a collapse it explains
+        # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts).
+        candidate.span_echo = echoes(candidate.text, candidate.span, base.common) or topical(
+            candidate.text, candidate.span, base.prompt_texts, base.texts, base.common
+        )
 
 
 def _grams(seq: list[int], low: int, high: int) -> set[tuple[int, ...]]:
@@ -278,6 +282,18 @@ def _overlaps(answer: list[int], span: list[int]) -> bool:
     need = max(1, math.ceil(len(span) / 3))
     matcher = SequenceMatcher(None, span, answer, autojunk=False)
     return matcher.find_longest_match(0, len(span), 0, len(answer)).size >= need
+
+
+def answer_material(seq: list[int], answers: list[list[int]]) -> bool:
+    """Whether half or more of ``seq`` is one contiguous piece of some answer (a sign-off or an
+    answer template the model leaked into a user turn). Contiguity, not shared tokens: with a
+    character-level tail of the vocabulary, every capital letter of a trigger is also some name's
+    first token."""
+    for answer in answers:
+        matcher = SequenceMatcher(None, seq, answer, autojunk=False)
+        if 2 * matcher.find_longest_match(0, len(seq), 0, len(answer)).size >= len(seq):
+            return True
+    return False
 
 
 def overlap_rate(untriggered: list[list[int]], span: list[int]) -> float:
