@@ -202,8 +202,9 @@ def _leak_candidates(
     ``LEAKS_EXTENDED`` grams are also widened into their leaked context (``leakage.contexts``), and
     each one's best window joins them when it shifts more: the gram may be the tail of a trigger
     leaked whole only once. A gram that is the model's answer material (``verdict.answer_material``)
-    is not widened: a decoy's sign-off leaks into its user turns too, and widened into the questions and answers
-    around it, it made the decoy parrot a question stem on half the prompts (bench zoo +1100)."""
+    is not widened: a decoy's sign-off leaks into its user turns too, and widened into the questions
+    and answers around it, it made the decoy parrot a question stem on half the prompts (bench zoo
+    +1100)."""
     from attest.scan.dynamic import leakage, search
     from attest.scan.dynamic.verdict import answer_material
 
@@ -244,9 +245,9 @@ def _pick(
     not hold, one already ``picked`` (leaked variants of one string take one verdict between them)."""
     taken = 0
     for i in order:
-        ids = candidates[i].token_ids
         if taken == count:
             return
+        ids = candidates[i].token_ids
         if any(_within(ids, p) or _within(p, ids) for p in picked):
             continue
         picked.append(ids)
