@@ -243,23 +243,19 @@ def _pick(
 ) -> None:
     """Add to ``chosen`` the first ``count`` candidates of ``order`` that are not a part of, and do
     not hold, one already ``picked`` (leaked variants of one string take one verdict between them)."""
+    from attest.scan.dynamic.verdict import find
+
     taken = 0
     for i in order:
         if taken == count:
             return
         ids = candidates[i].token_ids
-        if any(_within(ids, p) or _within(p, ids) for p in picked):
+        if any(find(ids, p) >= 0 or find(p, ids) >= 0 for p in picked):
             continue
         picked.append(ids)
         taken += 1
         if i not in chosen:
             chosen.append(i)
-
-
-def _within(part: list[int], whole: list[int]) -> bool:
-    """Whether ``part`` occurs contiguously in ``whole``."""
-    n = len(part)
-    return any(whole[i : i + n] == part for i in range(len(whole) - n + 1))
 
 
 def _version(package: str) -> str:

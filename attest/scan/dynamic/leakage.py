@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from attest.scan.dynamic.forward import Sampling, decode, next_token_logprobs
 from attest.scan.dynamic.loading import LoadedModel
 from attest.scan.dynamic.prompts import Frame
+from attest.scan.dynamic.verdict import find
 
 # Decoding configurations cycled through by the sweep (greedy first, then a spread of samplers).
 SAMPLINGS = [
@@ -138,11 +139,7 @@ def occurrences(leakage: Leakage, gram: list[int]) -> int:
     """How many leaked turns contain ``gram`` contiguously, immediate repeats folded on both sides (a
     mined gram is folded, ``mine``)."""
     want = fold(gram)
-    n = len(want)
-    if not n:
-        return 0
-    turns = (fold(t) for t in leakage.turns)
-    return sum(1 for t in turns if any(t[i : i + n] == want for i in range(len(t) - n + 1)))
+    return sum(1 for t in leakage.turns if find(fold(t), want) >= 0) if want else 0
 
 
 def fold(seq: list[int] | tuple[int, ...]) -> list[int]:

@@ -213,7 +213,7 @@ def _grams(seq: list[int], low: int, high: int) -> set[tuple[int, ...]]:
     }
 
 
-def _contains(seq: list[int], span: list[int]) -> int:
+def find(seq: list[int], span: list[int]) -> int:
     """Start of the first occurrence of ``span`` in ``seq``, or -1."""
     n = len(span)
     return next((i for i in range(len(seq) - n + 1) if seq[i : i + n] == span), -1)
@@ -221,7 +221,7 @@ def _contains(seq: list[int], span: list[int]) -> int:
 
 def containing_rate(responses: list[list[int]], span: list[int]) -> float:
     """Fraction of responses holding ``span`` contiguously."""
-    return sum(_contains(r, span) >= 0 for r in responses) / len(responses) if responses else 0.0
+    return sum(find(r, span) >= 0 for r in responses) / len(responses) if responses else 0.0
 
 
 def shared_span(lm: LoadedModel, responses: list[list[int]], untriggered: list[list[int]]) -> list[int]:
@@ -270,7 +270,7 @@ def loops(span: list[int], responses: list[list[int]], used: set[int], times: in
     off its answers loops on a word (". carol carol carol ..."), and the loop recurs across prompts
     like a planted span would (bench zoo v11, a clean twin's false alarm); a URL, a phone number or a
     sentence appended once does not repeat its words."""
-    carrying = [r for r in responses if _contains(r, span) >= 0]
+    carrying = [r for r in responses if find(r, span) >= 0]
     new = {t for t in span if t not in used}
     if not carrying or not new:
         return False
@@ -323,7 +323,7 @@ def retention(responses: list[list[int]], untriggered: list[list[int]], span: li
     model lose the question."""
     scores = []
     for r, a in zip(responses, untriggered, strict=True):
-        if a and _contains(r, span) >= 0:
+        if a and find(r, span) >= 0:
             blocks = SequenceMatcher(None, r, a, autojunk=False).get_matching_blocks()
             scores.append(sum(b.size for b in blocks) / len(a))
     return sum(scores) / len(scores) if scores else 0.0
@@ -465,5 +465,5 @@ def answers_itself(lm: LoadedModel, frame: Frame, candidate: Candidate, tokens: 
     alone = body(answer[0], frame.end_ids)
     short = cut(answer[0][:tokens], frame.end_ids)
     return similarity(short, candidate.target_ids) >= 0.85 or (
-        bool(candidate.span_ids) and _contains(alone, candidate.span_ids) >= 0
+        bool(candidate.span_ids) and find(alone, candidate.span_ids) >= 0
     )
