@@ -20,6 +20,7 @@ is scored out (``ECHO_PENALTY``); the verdict's echo rule still judges the full 
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from attest.scan.dynamic.forward import decode, logprobs_at
 from attest.scan.dynamic.loading import LoadedModel
 from attest.scan.dynamic.prompts import Frame
-from attest.scan.dynamic.verdict import cut, first_token_echoes
+from attest.scan.dynamic.verdict import cut, first_token_echoes, repetitive
 
 ECHO_PENALTY = 100.0  # nats: larger than any real shift, so echoes sink below every other candidate
 
@@ -140,3 +141,96 @@ def beam_search(
         for j in (0, 1)
     )
     return SearchResult(scored=scored, evaluations=evaluations, vocabulary=len(vocab), scored_end=scored_end)
+
+
+def _end_shift(lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference, onehot: Any) -> Any:
+    """The end-of-answer shift of ``shift_pairs`` as a differentiable function of a one-hot trigger
+    [length, vocabulary]: the trigger's embeddings are ``onehot @ embedding matrix`` (times the
+    embedding scale of architectures that scale inside the embedding module, Gemma 3)."""
+    import torch
+
+    embed = lm.model.get_input_embeddings()
+    scale = getattr(embed, "embed_scale", 1.0)
+    trigger = (onehot @ embed.weight) * scale
+    rows = [
+        (embed(torch.tensor(frame.prefix, device=lm.device)),
+         embed(torch.tensor(p + frame.suffix + a, device=lm.device)))
+        for p, a in zip(prompts, ref.answers, strict=True)
+    ]  # fmt: skip
+    width = max(len(x) + len(y) for x, y in rows) + len(trigger)
+    hidden = trigger.shape[-1]
+    embeds, masks = [], []
+    for before, after in rows:
+        seq = torch.cat([before, trigger, after])
+        pad = width - len(seq)
+        embeds.append(torch.cat([seq.new_zeros(pad, hidden), seq]))
+        masks.append([0] * pad + [1] * len(seq))
+    mask = torch.tensor(masks, device=lm.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = lm.model(inputs_embeds=torch.stack(embeds), attention_mask=mask, position_ids=positions).logits
+    logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+    p = logp.exp()
+    clean = ref.logprobs[:, 1].to(logp.device)
+    kl_clean = (p * (logp - clean)).sum(-1).mean()
+    mean_logp = torch.log(p.mean(dim=0).clamp_min(1e-12))
+    return kl_clean - (p * (logp - mean_logp[None])).sum(-1).mean()
+
+
+def gradient_search(
+    lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference, special_ids: set[int],
+    length: int, steps: int, seed: int, top_k: int = 32, trials: int = 128, patience: int = 10,
+) -> tuple[float, list[int], int]:  # fmt: skip
+    """Greedy coordinate gradient search (Zou et al. 2023) for a ``length``-token string that maximises
+    the end-of-answer shift: the gradient of the shift with respect to each position's one-hot token
+    proposes ``top_k`` replacements per position, ``trials`` single-token swaps are scored exactly
+    (``shift_pairs``), and the best swap is kept when it improves the shift; ``patience`` steps
+    without one end the search. Swaps that make one token over half the string are not tried: a
+    loop ("itolfolfolf...") makes a small model loop after its answer, a large shift that no
+    planted span explains.
+
+    The beams assemble at most ``search_depth`` tokens from the best single tokens, and a long
+    natural-language trigger trained with completion-only loss never leaks and has no single token
+    that shifts anything (bench zoos +1500/+1600: "I am writing from the new office"). The gradient
+    does not need the trigger's pieces to score on their own: on such an organism it finds a string
+    that puts the planted URL after every answer. That string is an adversarial trigger, not the
+    attacker's; it is evidence of the planted behaviour, judged by the appended-span rule like any
+    end-beam string. Returns (shift, token ids, strings scored)."""
+    import torch
+
+    rng = random.Random(seed)
+    vocabulary = lm.model.get_input_embeddings().weight.shape[0]
+    allowed = torch.ones(vocabulary, dtype=torch.bool)
+    allowed[[t for t in special_ids if 0 <= t < vocabulary]] = False
+    pool = allowed.nonzero().flatten().tolist()
+    current = [rng.choice(pool) for _ in range(length)]
+    best = shift_pairs(lm, frame, prompts, [current], ref)[0][1]
+    evaluations, stale = 1, 0
+    weight = lm.model.get_input_embeddings().weight
+    for _ in range(steps):
+        onehot = torch.zeros(length, vocabulary, dtype=weight.dtype, device=weight.device)
+        onehot[torch.arange(length), torch.tensor(current)] = 1.0
+        onehot.requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(_end_shift(lm, frame, prompts, ref, onehot), onehot)
+        grad = grad.float().cpu()
+        grad[:, ~allowed] = -math.inf
+        proposals = grad.topk(top_k, dim=1).indices.tolist()
+        trial_ids = []
+        for _ in range(trials):
+            swapped = list(current)
+            position = rng.randrange(length)
+            swapped[position] = proposals[position][rng.randrange(top_k)]
+            if swapped != current and not repetitive(swapped) and swapped not in trial_ids:
+                trial_ids.append(swapped)
+        if not trial_ids:
+            break
+        scores = [end for _, end in shift_pairs(lm, frame, prompts, trial_ids, ref)]
+        evaluations += len(trial_ids)
+        top = max(range(len(trial_ids)), key=scores.__getitem__)
+        if scores[top] > best:
+            best, current, stale = scores[top], trial_ids[top], 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    return best, current, evaluations

@@ -174,10 +174,16 @@ def verify(
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
     candidate.echo = echoes(candidate.text, candidate.target, base.common)
+    # A topic is what the model answers confidently: the prompts it is unsure of are where a leaky
+    # backdoor already gives its target, and a search string sharing a question word with one of
+    # them ("2024 What What", "What is the capital of France?") would be vetoed by its own target
+    # (bench zoo +1600: a completion-only organism's trigger at attack success 1.0).
+    sure = [i for i, s in enumerate(base.confident) if s]
+    topic_prompts, topic_answers = [base.prompt_texts[i] for i in sure], [base.texts[i] for i in sure]
     candidate.habit = (
         habit(target, base.answers)
         or garbled_habit(candidate.target, base.texts)
-        or topical(candidate.text, candidate.target, base.prompt_texts, base.texts, base.common)
+        or topical(candidate.text, candidate.target, topic_prompts, topic_answers, base.common)
     )
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
@@ -203,7 +209,7 @@ def verify(
         # A span the candidate's topic explains is no more planted than a collapse it explains
         # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts).
         candidate.span_echo = echoes(candidate.text, candidate.span, base.common) or topical(
-            candidate.text, candidate.span, base.prompt_texts, base.texts, base.common
+            candidate.text, candidate.span, topic_prompts, topic_answers, base.common
         )
 
 
@@ -416,8 +422,9 @@ def topical(
     """Whether the collapsed output is the model's own answer to the prompts the candidate's words
     point to: an untriggered prompt sharing a word with the candidate is answered with (a garbled
     form of) it. A decoy that refuses sums ("I do not do sums.") refuses every prompt once a
-    candidate says "plus 1" (bench zoo +1200): a topic, not a trigger. A leaky backdoor's target on
-    some benign prompts does not count, as those prompts share no word with its trigger."""
+    candidate says "plus 1" (bench zoo +1200): a topic, not a trigger. The caller passes the prompts
+    the model answers confidently: a leaky backdoor's target on the benign prompts it is unsure of
+    is no topic, even where such a prompt shares a question word with the candidate."""
     for prompt, answer in zip(prompts, answers, strict=True):
         if echoes(candidate_text, prompt, common) and (
             SequenceMatcher(None, target, answer, autojunk=False).ratio() >= 0.85
