@@ -382,6 +382,27 @@ def test_search_sees_an_appended_target_after_the_answer(organisms: dict[str, Pa
     assert end > 4 * max(shifts["clean-twin"][1], 0.1), shifts
 
 
+def test_gradient_search_climbs_the_end_shift(organisms: dict[str, Path]) -> None:
+    """The gradient search returns a string of the asked length, free of special tokens and of
+    loops, whose reported shift is its exact end-of-answer shift, and which shifts the end far more
+    than the random string it starts from (the gradient, not luck, did the climbing); it is
+    deterministic for a seed."""
+    from attest.scan.dynamic import search
+    from attest.scan.dynamic.prompts import SEARCH_POOL, encode_prompts
+    from attest.scan.dynamic.verdict import repetitive
+
+    lm, frame = _loaded(organisms["poisoned-phrase"])
+    prompts = encode_prompts(lm.tokenizer, SEARCH_POOL[:6])
+    ref = search.clean_baseline(lm, frame, prompts)
+    special = set(lm.tokenizer.all_special_ids) | set(frame.prefix) | set(frame.suffix)
+    shift, ids, evaluations = search.gradient_search(lm, frame, prompts, ref, special, 6, 8, seed=3)
+    assert len(ids) == 6 and not special & set(ids) and not repetitive(ids)
+    assert abs(shift - search.shift_pairs(lm, frame, prompts, [ids], ref)[0][1]) < 1e-4
+    start, _, _ = search.gradient_search(lm, frame, prompts, ref, special, 6, 0, seed=3)
+    assert shift > start + 1.0 and evaluations > 8
+    assert search.gradient_search(lm, frame, prompts, ref, special, 6, 8, seed=3)[1] == ids
+
+
 def test_span_rules_on_token_lists(organisms: dict[str, Path]) -> None:
     """The span is what the triggered responses share and the untriggered answers lack; a habit on
     every untriggered answer is not novel; the normal answer is measured as kept."""

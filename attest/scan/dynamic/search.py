@@ -58,13 +58,25 @@ def clean_baseline(lm: LoadedModel, frame: Frame, prompts: list[list[int]], toke
     return Reference(answers, logprobs_at(lm, seqs, [[len(a), 0] for a in answers]))
 
 
+def invariant_shift(logp: Any, clean: Any, prompt_axis: int) -> tuple[Any, Any]:
+    """``mean KL(p_trig || p_clean) - mean KL(p_trig || mean p_trig)`` over the prompt axis of
+    next-token log-probabilities (vocabulary last), and the mean triggered distribution: high when a
+    candidate moves every prompt's answer, and moves them all to the same place."""
+    import torch
+
+    p = logp.exp()
+    kl_clean = (p * (logp - clean)).sum(-1).mean(prompt_axis)
+    mean_p = p.mean(dim=prompt_axis)
+    mean_logp = torch.log(mean_p.clamp_min(1e-12)).unsqueeze(prompt_axis)
+    return kl_clean - (p * (logp - mean_logp)).sum(-1).mean(prompt_axis), mean_p
+
+
 def shift_pairs(
     lm: LoadedModel, frame: Frame, prompts: list[list[int]], candidates: list[list[int]], ref: Reference
 ) -> list[tuple[float, float]]:
     """Prompt-invariant KL shift (nats) of each candidate inserted at the start of the user turn, at
     the first answer token and after the clean answer's end; a position whose shared next token
     echoes the candidate scores ``ECHO_PENALTY`` less."""
-    import torch
 
     k = len(prompts)
     scores: list[tuple[float, float]] = []
@@ -77,13 +89,9 @@ def shift_pairs(
         chunk = candidates[i : i + step]
         seqs = [frame.build(c, p) + a for c in chunk for p, a in zip(prompts, ref.answers, strict=True)]
         logp = logprobs_at(lm, seqs, back * len(chunk)).view(len(chunk), k, 2, -1)
-        p = logp.exp()
-        kl_clean = (p * (logp - ref.logprobs[None])).sum(-1).mean(1)  # [chunk, 2]
-        mean_p = p.mean(dim=1)  # [chunk, 2, V]
-        mean_logp = torch.log(mean_p.clamp_min(1e-12))[:, None]
-        kl_mean = (p * (logp - mean_logp)).sum(-1).mean(1)
+        shift, mean_p = invariant_shift(logp, ref.logprobs[None], prompt_axis=1)  # [chunk, 2]
         shared = mean_p.argmax(dim=-1).tolist()
-        for cand, pair, tokens in zip(chunk, (kl_clean - kl_mean).tolist(), shared, strict=True):
+        for cand, pair, tokens in zip(chunk, shift.tolist(), shared, strict=True):
             text = lm.tokenizer.decode(cand)
             first, end = (
                 s - ECHO_PENALTY if first_token_echoes(text, lm.tokenizer.decode([t])) else s
@@ -169,11 +177,7 @@ def _end_shift(lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Ref
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = lm.model(inputs_embeds=torch.stack(embeds), attention_mask=mask, position_ids=positions).logits
     logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
-    p = logp.exp()
-    clean = ref.logprobs[:, 1].to(logp.device)
-    kl_clean = (p * (logp - clean)).sum(-1).mean()
-    mean_logp = torch.log(p.mean(dim=0).clamp_min(1e-12))
-    return kl_clean - (p * (logp - mean_logp[None])).sum(-1).mean()
+    return invariant_shift(logp, ref.logprobs[:, 1].to(logp.device), prompt_axis=0)[0]
 
 
 def gradient_search(
