@@ -454,8 +454,9 @@ def _refine(
 ) -> Candidate | None:
     """Cut a verified trigger down to the minimal span that keeps its effect, one token at a time
     from whichever end keeps more of it (a leaked n-gram carries neighbouring question words; a
-    search string carries filler tokens). Returns the shortened candidate, measured like any other, or None when no token
-    can go. It is evidence for the report; the verdict was already made on ``c``."""
+    search string carries filler tokens). Returns the shortened candidate, measured like any other,
+    or None when no token can go. It is evidence for the report; the verdict was already made on
+    ``c``."""
     from attest.scan.dynamic import verdict
 
     def effect(trial: Candidate) -> float:
