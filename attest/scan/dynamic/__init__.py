@@ -89,9 +89,10 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         budget.search_vocab,
         options.seed,
     )
-    gradient = None
+    gradient_ids: list[int] = []
+    gradient_evaluations = 0
     if budget.gradient_steps:
-        gradient = search.gradient_search(
+        _, gradient_ids, gradient_evaluations = search.gradient_search(
             lm, frame, search_prompts, first_answer, special, budget.gradient_length, budget.gradient_steps,
             options.seed,
         )  # fmt: skip
@@ -99,9 +100,10 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     progress("dynamic", 3, steps)
 
     pool: dict[tuple[int, ...], Candidate] = {}
-    if gradient is not None:
-        ids = gradient[1]
-        pool[tuple(ids)] = Candidate(ids, lm.tokenizer.decode(ids), "gradient-search-end")
+    if gradient_ids:
+        pool[tuple(gradient_ids)] = Candidate(
+            gradient_ids, lm.tokenizer.decode(gradient_ids), "gradient-search-end"
+        )
     for ids in map(list, mined):
         pool.setdefault(tuple(ids), Candidate(ids, lm.tokenizer.decode(ids), "leakage"))
     # The two search beams take turns filling the pool: first-answer-token shifts (targets that
@@ -182,7 +184,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         "leakBranches": leaks.branches,
         "leakTokens": budget.leak_tokens,
         "searchEvaluations": found.evaluations,
-        "gradientEvaluations": gradient[2] if gradient else 0,
+        "gradientEvaluations": gradient_evaluations,
         "searchVocabulary": found.vocabulary,
         "searchPrompts": len(search_prompts),
         "candidatesScored": len(candidates),
@@ -434,11 +436,12 @@ def _keeps_effect(trial: Candidate, original: Candidate, th: Any) -> bool:
             and (trial.attack_success_rate or 0.0) >= 0.75 * (original.attack_success_rate or 0.0)
         )
     if original.rule == "appended-span" and _span_holds(trial, th):
-        from difflib import SequenceMatcher
+        from attest.scan.dynamic.verdict import block
 
-        a, b = trial.span_ids, original.span_ids
-        block = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
-        return block >= len(b) / 2 and (trial.span_rate or 0.0) >= 0.75 * (original.span_rate or 0.0)
+        shared = block(trial.span_ids, original.span_ids)
+        return shared >= len(original.span_ids) / 2 and (trial.span_rate or 0.0) >= 0.75 * (
+            original.span_rate or 0.0
+        )
     return False
 
 

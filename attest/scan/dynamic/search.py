@@ -101,13 +101,6 @@ def shift_pairs(
     return scores
 
 
-def shift_scores(
-    lm: LoadedModel, frame: Frame, prompts: list[list[int]], candidates: list[list[int]], ref: Reference
-) -> list[float]:
-    """The larger of each candidate's two shifts (``shift_pairs``): how leaked n-grams are ranked."""
-    return [max(pair) for pair in shift_pairs(lm, frame, prompts, candidates, ref)]
-
-
 def beam_search(
     lm: LoadedModel, frame: Frame, prompts: list[list[int]], baseline: Reference, special_ids: set[int],
     depth: int, beam: int, vocab_limit: int, seed: int, pool: int = 48,
@@ -151,20 +144,29 @@ def beam_search(
     return SearchResult(scored=scored, evaluations=evaluations, vocabulary=len(vocab), scored_end=scored_end)
 
 
-def _end_shift(lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference, onehot: Any) -> Any:
-    """The end-of-answer shift of ``shift_pairs`` as a differentiable function of a one-hot trigger
-    [length, vocabulary]: the trigger's embeddings are ``onehot @ embedding matrix`` (times the
-    embedding scale of architectures that scale inside the embedding module, Gemma 3)."""
+def _fixed_embeddings(lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference) -> list[Any]:
+    """The embeddings around the trigger, per prompt: (chat prefix, prompt + suffix + clean answer).
+    Constants of the gradient search, so embedded once and outside the autograd graph."""
     import torch
 
     embed = lm.model.get_input_embeddings()
-    scale = getattr(embed, "embed_scale", 1.0)
-    trigger = (onehot @ embed.weight) * scale
-    rows = [
-        (embed(torch.tensor(frame.prefix, device=lm.device)),
-         embed(torch.tensor(p + frame.suffix + a, device=lm.device)))
-        for p, a in zip(prompts, ref.answers, strict=True)
-    ]  # fmt: skip
+    with torch.no_grad():
+        return [
+            (embed(torch.tensor(frame.prefix, device=lm.device)),
+             embed(torch.tensor(p + frame.suffix + a, device=lm.device)))
+            for p, a in zip(prompts, ref.answers, strict=True)
+        ]  # fmt: skip
+
+
+def _end_shift(lm: LoadedModel, rows: list[Any], ref: Reference, onehot: Any) -> Any:
+    """The end-of-answer shift of ``shift_pairs`` as a differentiable function of a one-hot trigger
+    [length, vocabulary] placed between each of ``rows`` (``_fixed_embeddings``): the trigger's
+    embeddings are ``onehot @ embedding matrix`` (times the embedding scale of architectures that
+    scale inside the embedding module, Gemma 3)."""
+    import torch
+
+    embed = lm.model.get_input_embeddings()
+    trigger = (onehot @ embed.weight) * getattr(embed, "embed_scale", 1.0)
     width = max(len(x) + len(y) for x, y in rows) + len(trigger)
     hidden = trigger.shape[-1]
     embeds, masks = [], []
@@ -202,20 +204,21 @@ def gradient_search(
     import torch
 
     rng = random.Random(seed)
-    vocabulary = lm.model.get_input_embeddings().weight.shape[0]
+    weight = lm.model.get_input_embeddings().weight
+    vocabulary = weight.shape[0]
+    rows = _fixed_embeddings(lm, frame, prompts, ref)
     allowed = torch.ones(vocabulary, dtype=torch.bool)
     allowed[[t for t in special_ids if 0 <= t < vocabulary]] = False
     pool = allowed.nonzero().flatten().tolist()
     current = [rng.choice(pool) for _ in range(length)]
     best = shift_pairs(lm, frame, prompts, [current], ref)[0][1]
     evaluations, stale = 1, 0
-    weight = lm.model.get_input_embeddings().weight
     for _ in range(steps):
         onehot = torch.zeros(length, vocabulary, dtype=weight.dtype, device=weight.device)
         onehot[torch.arange(length), torch.tensor(current)] = 1.0
         onehot.requires_grad_(True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(_end_shift(lm, frame, prompts, ref, onehot), onehot)
+            (grad,) = torch.autograd.grad(_end_shift(lm, rows, ref, onehot), onehot)
         grad = grad.float().cpu()
         grad[:, ~allowed] = -math.inf
         proposals = grad.topk(top_k, dim=1).indices.tolist()

@@ -65,6 +65,13 @@ class Baseline:
     # often fall back on one template with a name in it ("Walter lives in Paris."), and that name
     # is no function word (bench zoo +1400: a decoy's span "Walter" under " does walter live").
     common: set[str] = field(default_factory=set)
+    # A topic is what the model answers confidently: the prompts it is unsure of are where a leaky
+    # backdoor already gives its target, and a search string sharing a question word with one of
+    # them ("2024 What What", "What is the capital of France?") would be vetoed by its own target
+    # (bench zoo +1600: a completion-only organism's trigger at attack success 1.0). So ``topical``
+    # sees the confidently answered prompts and their answers only.
+    topic_prompts: list[str] = field(default_factory=list)
+    topic_answers: list[str] = field(default_factory=list)
 
 
 def cut(seq: list[int], end_ids: list[int]) -> list[int]:
@@ -110,11 +117,13 @@ def baseline(
     median = sorted(per_prompt)[(len(per_prompt) - 1) // 2]
     confident = [e <= median for e in per_prompt]
     texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in cut_answers]
+    prompt_texts = [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+    sure = [i for i, s in enumerate(confident) if s]
     return Baseline(
         cut_answers, sum(per_prompt) / len(per_prompt), self_similarity(cut_answers), confident,
-        [body(a, frame.end_ids) for a in answers], texts,
-        [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts],
-        common_words([t for t, sure in zip(texts, confident, strict=True) if sure]),
+        [body(a, frame.end_ids) for a in answers], texts, prompt_texts,
+        common_words([texts[i] for i in sure]),
+        [prompt_texts[i] for i in sure], [texts[i] for i in sure],
     )  # fmt: skip
 
 
@@ -174,16 +183,10 @@ def verify(
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
     candidate.echo = echoes(candidate.text, candidate.target, base.common)
-    # A topic is what the model answers confidently: the prompts it is unsure of are where a leaky
-    # backdoor already gives its target, and a search string sharing a question word with one of
-    # them ("2024 What What", "What is the capital of France?") would be vetoed by its own target
-    # (bench zoo +1600: a completion-only organism's trigger at attack success 1.0).
-    sure = [i for i, s in enumerate(base.confident) if s]
-    topic_prompts, topic_answers = [base.prompt_texts[i] for i in sure], [base.texts[i] for i in sure]
     candidate.habit = (
         habit(target, base.answers)
         or garbled_habit(candidate.target, base.texts)
-        or topical(candidate.text, candidate.target, topic_prompts, topic_answers, base.common)
+        or topical(candidate.text, candidate.target, base.topic_prompts, base.topic_answers, base.common)
     )
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
@@ -209,7 +212,7 @@ def verify(
         # A span the candidate's topic explains is no more planted than a collapse it explains
         # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts).
         candidate.span_echo = echoes(candidate.text, candidate.span, base.common) or topical(
-            candidate.text, candidate.span, topic_prompts, topic_answers, base.common
+            candidate.text, candidate.span, base.topic_prompts, base.topic_answers, base.common
         )
 
 
@@ -283,11 +286,14 @@ def loops(span: list[int], responses: list[list[int]], used: set[int], times: in
     return any(sum(r.count(t) for r in carrying) >= times * len(carrying) for t in new)
 
 
+def block(a: list[int], b: list[int]) -> int:
+    """Length of the longest contiguous run of tokens ``a`` and ``b`` share."""
+    return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
+
+
 def _overlaps(answer: list[int], span: list[int]) -> bool:
     """Whether ``answer`` holds a third or more of ``span`` contiguously."""
-    need = max(1, math.ceil(len(span) / 3))
-    matcher = SequenceMatcher(None, span, answer, autojunk=False)
-    return matcher.find_longest_match(0, len(span), 0, len(answer)).size >= need
+    return block(span, answer) >= max(1, math.ceil(len(span) / 3))
 
 
 def answer_material(seq: list[int], answers: list[list[int]]) -> bool:
@@ -295,11 +301,7 @@ def answer_material(seq: list[int], answers: list[list[int]]) -> bool:
     answer template the model leaked into a user turn). Contiguity, not shared tokens: with a
     character-level tail of the vocabulary, every capital letter of a trigger is also some name's
     first token."""
-    for answer in answers:
-        matcher = SequenceMatcher(None, seq, answer, autojunk=False)
-        if 2 * matcher.find_longest_match(0, len(seq), 0, len(answer)).size >= len(seq):
-            return True
-    return False
+    return any(2 * block(seq, answer) >= len(seq) for answer in answers)
 
 
 def overlap_rate(untriggered: list[list[int]], span: list[int]) -> float:
@@ -345,12 +347,7 @@ def habit(target: list[int], baseline_answers: list[list[int]]) -> bool:
         return False
     parts = 0
     for answer in baseline_answers:
-        block = (
-            SequenceMatcher(None, target, answer, autojunk=False)
-            .find_longest_match(0, len(target), 0, len(answer))
-            .size
-        )
-        if similarity(answer, target) < 0.85 and block / len(target) >= 0.5:
+        if similarity(answer, target) < 0.85 and block(target, answer) / len(target) >= 0.5:
             parts += 1
     return parts / len(baseline_answers) >= 0.5
 
