@@ -113,6 +113,8 @@ def _span_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out.update({k: round(v, 6) for k, v in rates.items() if v is not None})
     if candidate.span_echo:
         out["spanEchoesCandidate"] = True
+    if candidate.span_template:
+        out["spanInTemplate"] = True
     if candidate.self_answer:
         out["answersItself"] = True
     if candidate.leaked_turns:

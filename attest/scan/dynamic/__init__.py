@@ -150,6 +150,9 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     held_base = verdict.baseline(
         lm, frame, held_out, budget.answer_tokens, budget.answer_tokens * verdict.SPAN_WINDOW
     )
+    held_base.own_words |= verdict.common_words(
+        [lm.tokenizer.decode(t, skip_special_tokens=True) for t in leaks.turns], share=0
+    )
     verified = [candidates[i] for i in chosen]
     # The search places candidates at the start of the user turn; a trigger trained as a suffix
     # fires there only in part (bench zoos v10/v11: "I H H H HOU"). Every chosen candidate is
@@ -370,7 +373,7 @@ def _span_vetoed(c: Candidate) -> bool:
     ("noodles noodles." from a "say X twice" prompt), which is new material shared by most responses:
     on the bench's development zoos every suffix-placed string of one decoy met the span rule that
     way. Suffix placement is kept for the collapse rule, where the habit and echo vetoes apply."""
-    return not c.span_ids or c.span_echo or c.self_answer or c.position == "end"
+    return not c.span_ids or c.span_echo or c.span_template or c.self_answer or c.position == "end"
 
 
 def _span_holds(c: Candidate, th: Any) -> bool:
@@ -502,6 +505,7 @@ def _decision(top: Candidate, verified: list[Candidate], th: Any) -> dict[str, A
         "margin": round(_margin(top, th), 6),
         "margins": {k: (None if v is None else round(v, 6)) for k, v in top.margins.items()},
         "vetoes": [name for name, on in (("echo", top.echo), ("habit", top.habit), ("spanEcho", top.span_echo),
+                                         ("spanTemplate", top.span_template),
                                          ("selfAnswer", top.self_answer), ("endBeam", _from_end_beam(top)),
                                          ("suffix", top.position == "end")) if on],
         "candidatesJudged": len(verified),

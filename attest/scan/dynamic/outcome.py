@@ -65,6 +65,7 @@ class Candidate:
     span_novelty: float | None = None  # share of span tokens no untriggered answer uses
     retention: float | None = None  # how much of the normal answer the span-carrying responses keep
     span_echo: bool = False  # the span repeats a word of the candidate or answers its topic
+    span_template: bool = False  # the responses carrying it loop or are another answer (verdict.templated)
     span_fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, span rate) of partial triggers
     self_answer: bool = False  # a question that merely answers itself (verdict.answers_itself)
     leaked_turns: int = 0  # leaked user turns holding the candidate: the model writes it itself
