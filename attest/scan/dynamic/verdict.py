@@ -117,12 +117,11 @@ def baseline(
     median = sorted(per_prompt)[(len(per_prompt) - 1) // 2]
     confident = [e <= median for e in per_prompt]
     texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in cut_answers]
-    prompt_texts = [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
-    sure = [i for i, s in enumerate(confident) if s]
     return Baseline(
         cut_answers, sum(per_prompt) / len(per_prompt), self_similarity(cut_answers), confident,
-        [body(a, frame.end_ids) for a in answers], texts, prompt_texts,
-        common_words([texts[i] for i in sure]),
+        [body(a, frame.end_ids) for a in answers], texts,
+        [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts],
+        common_words([t for t, sure in zip(texts, confident, strict=True) if sure]),
     )  # fmt: skip
 
 
