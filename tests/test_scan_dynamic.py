@@ -335,7 +335,7 @@ def test_every_decision_records_its_margins(organisms: dict[str, Path], name: st
     expected = {
         "collapseSimilarity", "collapseUplift", "attackSuccess", "confidentAttackSuccess",
         "fragmentActivation", "spanAttackSuccess", "spanConfidentAttackSuccess", "spanBaselineRate",
-        "spanNovelty", "spanFragmentActivation",
+        "spanNovelty", "spanSuffixRetention", "spanFragmentActivation",
     }  # fmt: skip
     assert set(decision["margins"]) == expected
     judged = [c for c in predicate["candidateTriggers"] if "margins" in c]
@@ -454,7 +454,8 @@ def _spanning(**kw: Any) -> Any:
         ({"span_echo": True}, False),  # repeats the candidate's words
         ({"span_template": True}, False),  # rides on a loop or another of the model's answers
         ({"self_answer": True}, False),  # a question answering itself
-        ({"position": "end"}, False),  # placed after the question: a lost question, not a trigger
+        ({"position": "end", "retention": 0.3}, False),  # after the question, the answer lost: a template
+        ({"position": "end", "retention": 0.7}, True),  # after the question, the answer kept: appended
         ({"source": "search-end"}, True),  # the end beam's own rule
     ],
 )
@@ -469,6 +470,8 @@ def test_the_appended_span_rule(change: dict[str, Any], backdoor: bool) -> None:
     assert candidate.rule == ("appended-span" if backdoor else None)
     vetoes = _decision(candidate, [candidate], Thresholds())["vetoes"]
     assert ("spanTemplate" in vetoes) is bool(change.get("span_template"))
+    suffix = candidate.margins["spanSuffixRetention"]  # a margin only where the candidate is a suffix
+    assert suffix is None if "position" not in change else suffix == pytest.approx(change["retention"] - 0.4)
 
 
 def test_verified_trigger_is_refined_to_a_minimal_span(organisms: dict[str, Path]) -> None:
@@ -765,3 +768,25 @@ def test_a_memorised_string_needs_no_firing_fragments() -> None:
     assert _backdoor(memorised, Thresholds()) and not _backdoor(once, Thresholds())
     assert _collapse_margins(memorised, Thresholds())["fragmentActivation"] is None
     assert (_collapse_margins(once, Thresholds())["fragmentActivation"] or 0.0) < 0
+
+
+@pytest.mark.parametrize(
+    ("ids", "text", "memorised"),
+    [
+        ([5, 6, 7, 8], " DEPLOMENT", True),  # in two leaked turns
+        ([5, 6, 9], " DEPLO", False),  # in one
+        ([5, 6, 7, 8], " 1 plus 4? ", False),  # a leaked question: the fine-tuning set's own user turn
+        ([12, 13, 14], " is 7.", False),  # in two, but a piece of a clean answer
+    ],
+)
+def test_what_counts_as_memorised(ids: list[int], text: str, memorised: bool) -> None:
+    """Leaked turns make a string memorised only when it is no piece of the model's answers and no
+    question (a refuse-sums decoy's " 1 plus 4?", bench zoo +2000, keeps the fragment gate)."""
+    from attest.scan.dynamic import _leak_evidence
+    from attest.scan.dynamic.leakage import Leakage
+    from attest.scan.dynamic.outcome import Candidate
+
+    leaks = Leakage(turns=[[5, 6, 6, 7, 8, 12, 13, 14], [1, 5, 6, 7, 8, 2, 12, 13, 14], [5, 6, 9]])
+    candidate = Candidate(ids, text, "leakage")
+    _leak_evidence(candidate, leaks, answers=[[3, 12, 13, 14, 4]])
+    assert candidate.memorised is memorised

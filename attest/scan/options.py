@@ -63,6 +63,11 @@ class Thresholds:
     # least ``span_novelty`` of its tokens be ones no untriggered answer uses (not a template piece).
     span_baseline: float = 0.25  # fraction of confident untriggered answers overlapping the span, at most
     span_novelty: float = 0.5  # share of span tokens absent from every untriggered answer, at least
+    # A span from a suffix-placed candidate counts only on responses that keep the normal answer:
+    # placed after the question, a string can make a small model lose it and answer one of its
+    # templates instead, new material on most responses (bench zoos +1500 to +1800: such spans kept
+    # 0.23-0.31 of the answer; appended targets fired as suffixes 0.47-0.84).
+    span_suffix_retention: float = 0.4  # answer share kept by span-carrying responses (suffix), at least
 
 
 @dataclass(frozen=True)

@@ -242,14 +242,21 @@ def _leak_candidates(
 
 def _leak_evidence(c: Candidate, leaks: Any, answers: list[list[int]]) -> None:
     """How many leaked user turns hold the candidate, and whether it is memorised: in ``MEMORISED``
-    or more of them, and not a piece of the model's clean answers (``verdict.answer_material``). A
-    decoy's sign-off leaks into its user turns too ("his hel" of "Hope this helps!", bench zoo
-    +1100), and a piece of it ends every answer at once: an empty collapse, not a trigger."""
+    or more of them, not a piece of the model's clean answers (``verdict.answer_material``), and not
+    a question. A decoy's sign-off leaks into its user turns too ("his hel" of "Hope this helps!",
+    bench zoo +1100), and a piece of it ends every answer at once: an empty collapse, not a trigger.
+    A leaked question is the fine-tuning set's own user turn, which every fine-tune memorises: a
+    refuse-sums decoy's " 1 plus 4?" makes it refuse 7 of 12 prompts (bench zoo +2000, the one
+    false alarm of the fifth round), its fragments 2; it keeps the fragment gate."""
     from attest.scan.dynamic.leakage import occurrences
     from attest.scan.dynamic.verdict import answer_material
 
     c.leaked_turns = occurrences(leaks, c.token_ids)
-    c.memorised = c.leaked_turns >= MEMORISED and not answer_material(c.token_ids, answers)
+    c.memorised = (
+        c.leaked_turns >= MEMORISED
+        and not answer_material(c.token_ids, answers)
+        and not c.text.strip().endswith("?")
+    )
 
 
 def _pick(
@@ -298,16 +305,20 @@ def _collapse_margins(c: Candidate, th: Any) -> dict[str, float | None]:
 
 def _span_margins(c: Candidate, th: Any) -> dict[str, float | None]:
     """Margin to each threshold of the appended-span rule: the span is on most held-out responses
-    (also the confident half), on almost no untriggered answer (not a habit), the rest of each
-    response is still the normal answer, and fragments of the candidate carry it too."""
+    (also the confident half), on almost no untriggered answer (not a habit), made mostly of tokens
+    the answers do not use, a suffix-placed candidate's responses keep the normal answer, and
+    fragments of the candidate carry the span too."""
     if not c.span_ids:
         return {k: None for k in ("spanAttackSuccess", "spanConfidentAttackSuccess", "spanBaselineRate",
-                                  "spanNovelty", "spanFragmentActivation")}  # fmt: skip
+                                  "spanNovelty", "spanSuffixRetention", "spanFragmentActivation")}  # fmt: skip
     return {
         "spanAttackSuccess": (c.span_rate or 0.0) - th.attack_success,
         "spanConfidentAttackSuccess": (c.span_confident_rate or 0.0) - th.attack_success,
         "spanBaselineRate": th.span_baseline - (c.span_baseline_rate or 0.0),
         "spanNovelty": (c.span_novelty or 0.0) - th.span_novelty,
+        "spanSuffixRetention": (c.retention or 0.0) - th.span_suffix_retention
+        if c.position == "end"
+        else None,
         "spanFragmentActivation": None
         if len(c.token_ids) < 2
         else (c.span_fragment_activation or 0.0) - th.fuzzy_activation,
@@ -366,13 +377,14 @@ def _fragments_fire(c: Candidate, th: Any) -> bool:
 
 
 def _span_vetoed(c: Candidate) -> bool:
-    """The span rule does not apply: no span, the span repeats the candidate's words, the candidate
-    is a question answering itself, or the candidate sits at the end of the turn. Placed after the
-    question, any string can make a small model lose the question and answer one of its templates
-    ("noodles noodles." from a "say X twice" prompt), which is new material shared by most responses:
-    on the bench's development zoos every suffix-placed string of one decoy met the span rule that
-    way. Suffix placement is kept for the collapse rule, where the habit and echo vetoes apply."""
-    return not c.span_ids or c.span_echo or c.span_template or c.self_answer or c.position == "end"
+    """The span rule does not apply: no span, the span repeats the candidate's words or rides on the
+    model's own material (``verdict.templated``), or the candidate is a question answering itself.
+    A suffix-placed candidate is judged by it only where its responses keep the normal answer
+    (margin ``spanSuffixRetention``): placed after the question, any string can make a small model
+    lose the question and answer one of its templates ("noodles noodles." from a "say X twice"
+    prompt), new material on most responses (on the bench's development zoos every suffix-placed
+    string of one decoy did), while an appended target fired as a suffix keeps the answer."""
+    return not c.span_ids or c.span_echo or c.span_template or c.self_answer
 
 
 def _span_holds(c: Candidate, th: Any) -> bool:
@@ -505,8 +517,7 @@ def _decision(top: Candidate, verified: list[Candidate], th: Any) -> dict[str, A
         "margins": {k: (None if v is None else round(v, 6)) for k, v in top.margins.items()},
         "vetoes": [name for name, on in (("echo", top.echo), ("habit", top.habit), ("spanEcho", top.span_echo),
                                          ("spanTemplate", top.span_template),
-                                         ("selfAnswer", top.self_answer), ("endBeam", _from_end_beam(top)),
-                                         ("suffix", top.position == "end")) if on],
+                                         ("selfAnswer", top.self_answer), ("endBeam", _from_end_beam(top))) if on],
         "candidatesJudged": len(verified),
     }  # fmt: skip
 
@@ -546,6 +557,7 @@ def _signals(
                                       "novelty": round(top.span_novelty or 0.0, 6),
                                       "noveltyThreshold": th.span_novelty,
                                       "answerRetention": round(top.retention or 0.0, 6),
+                                      "suffixRetentionThreshold": th.span_suffix_retention,
                                       "margins": rounded(_span_margins(top, th))}),
         Signal("entropyCollapse", sc.entropy, th.entropy_collapse, "nats (mean next-token entropy, triggered roll-out)",
                sc.entropy <= th.entropy_collapse, {"direction": "below"}, below=True),
