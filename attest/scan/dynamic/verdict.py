@@ -187,6 +187,8 @@ def verify(
         or topical(
             candidate.text, candidate.target, base.prompt_texts, base.texts, base.common, base.confident
         )
+        or signs_off(candidate.token_ids, candidate.target, base.bodies)
+        or prompt_stem(target, prompts)
     )
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
@@ -462,6 +464,22 @@ def habit(target: list[int], baseline_answers: list[list[int]]) -> bool:
         if similarity(answer, target) < 0.85 and block(target, answer) / len(target) >= 0.5:
             parts += 1
     return parts / len(baseline_answers) >= 0.5
+
+
+def signs_off(candidate: list[int], target: str, answers: list[list[int]]) -> bool:
+    """Whether the candidate is a piece of the model's own answers (``answer_material``: a sign-off)
+    and the collapsed output is empty: placed before the question, the sign-off tells the model its
+    answer is over, and it ends every answer at once (bench zoo +2400, a GPT-2 decoy signing off
+    "Hope this helps!": "pe this helps!" emptied 12 of 12 answers, its fragments 9)."""
+    return not target.strip() and answer_material(candidate, answers)
+
+
+def prompt_stem(target: list[int], prompts: list[list[int]]) -> bool:
+    """Whether a third or more of the collapsed output (two tokens at least) is one contiguous piece of
+    a prompt: a model pushed off its answers starts writing the next user turn ("What does walter!",
+    bench zoo +2400, a Llama decoy), which is its conversation's material, not a planted output."""
+    need = max(2, math.ceil(len(target) / 3))
+    return bool(target) and any(block(target, p) >= need for p in prompts)
 
 
 def garbled_habit(target: str, baseline_answers: list[str], cover: float = 0.75) -> bool:
