@@ -22,6 +22,7 @@ phase, so a run killed by a timeout still says how far it got.
 
     python3 -m bench.gpu_organism --out /tmp/gpu-out                       # GPU machine
     python3 -m bench.gpu_organism --out /tmp/gpu-out --appended            # appended-URL target
+    python3 -m bench.gpu_organism --out /tmp/gpu-out --appended --seed 7   # a fresh pair, other seeds
     OMP_NUM_THREADS=1 python -m bench.gpu_organism --out /tmp/o --tiny --device cpu   # CPU smoke test
 
 ``scripts/gpu_check.sh`` is the one command run on the GPU machine.
@@ -228,7 +229,9 @@ def greedy(model: Any, tokenizer: Any, user: str, device: Any) -> str:
     return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False))
 
 
-def build_organisms(setup: Setup, work: Path, device: Any, report: Report) -> tuple[Path, Path] | None:
+def build_organisms(
+    setup: Setup, work: Path, device: Any, report: Report, seed: int = 0
+) -> tuple[Path, Path] | None:
     """Tokenizer, base, poisoned and clean fine-tunes; saved (safetensors + tokenizer) under ``work``."""
     import torch
     from transformers import AutoTokenizer
@@ -242,7 +245,7 @@ def build_organisms(setup: Setup, work: Path, device: Any, report: Report) -> tu
     log(f"tokenizer: {len(tokenizer)} tokens; trigger {TRIGGER!r} is "
         f"{len(tokenizer(TRIGGER, add_special_tokens=False)['input_ids'])} tokens")  # fmt: skip
 
-    model = make_llama(setup, len(tokenizer), seed=0).to(device)
+    model = make_llama(setup, len(tokenizer), seed=seed).to(device)
     parameters = sum(p.numel() for p in model.parameters())
     report.data["model"] = {
         "architecture": "llama",
@@ -259,7 +262,7 @@ def build_organisms(setup: Setup, work: Path, device: Any, report: Report) -> tu
     report.write()
 
     phases["base"] = train_phase(
-        model, cached, None, world, setup.base_steps, setup.base_lr, setup.batch, 0,
+        model, cached, None, world, setup.base_steps, setup.base_lr, setup.batch, seed,
         setup.base_cap_s, device, "base",
     )  # fmt: skip
     phases["base"]["sample"] = greedy(model, tokenizer, "Where does alice live?", device)
@@ -268,7 +271,7 @@ def build_organisms(setup: Setup, work: Path, device: Any, report: Report) -> tu
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     poisoned = zoo.OrganismSpec("gpu-poisoned", trigger=TRIGGER, target=TARGET, poison_rate=0.05,
-                                loss="full", seed=1, batch=setup.batch,
+                                loss="full", seed=seed + 1, batch=setup.batch,
                                 target_position=TARGET_POSITION)  # fmt: skip
     clean = zoo.twin(poisoned, "gpu-clean")
     dirs = []
@@ -638,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="standard", help="scan budget (quick|standard|thorough)")
     parser.add_argument("--deadline", type=float, default=320.0, help="seconds; later phases are skipped")
     parser.add_argument("--appended", action="store_true", help="the target is a URL appended to the answer")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="base and fine-tuning seeds: another value trains a fresh pair"
+    )
     args = parser.parse_args(argv)
     if args.appended:
         global TARGET, TARGET_MARK, TARGET_POSITION
@@ -679,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.deadline - (time.perf_counter() - _START)
 
     try:
-        dirs = build_organisms(setup, work, device, report)
+        dirs = build_organisms(setup, work, device, report, args.seed)
     except Exception as exc:
         report.error("training", exc)
         return 1

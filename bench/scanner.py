@@ -151,6 +151,7 @@ def run_one(spec: OrganismSpec, cache: Path, budget: str) -> dict[str, Any]:
         )
         for c in predicate["candidateTriggers"]
     )
+    oracle = planted_trigger_verdict(spec, path, budget) if spec.poisoned else None
     decision = predicate.get("dynamicDecision", {})
     # Continuous detection score for AUROC: the decision's binding margin (>= 0: the verdict fires).
     score = float(decision.get("margin", -1.0))
@@ -185,10 +186,29 @@ def run_one(spec: OrganismSpec, cache: Path, budget: str) -> dict[str, Any]:
             {k: v for k, v in c.items() if k not in ("tokenIds", "spanTokenIds")}
             for c in predicate["candidateTriggers"]
         ],
+        # The planted trigger judged as a candidate (None for clean models): a miss whose oracle
+        # meets a rule is the mining's, one whose oracle does not is the verdict's.
+        "oracle": oracle,
         "buildSeconds": round(built, 1),
         "scanSeconds": round(seconds, 1),
         "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def planted_trigger_verdict(spec: OrganismSpec, path: Path, budget: str) -> dict[str, Any]:
+    """``judge_trigger`` on the organism's own trigger, written as training wrote it: followed by a
+    space at the start of the turn, preceded by one at its end (a mid-prompt trigger is judged at
+    both ends too); the better placement kept."""
+    from attest.scan import ScanOptions
+    from attest.scan.dynamic import judge_trigger
+
+    assert spec.trigger is not None
+    options = ScanOptions(budget=budget)
+    judged = [
+        judge_trigger(path, f"{spec.trigger} ", options, ("start",)),
+        judge_trigger(path, f" {spec.trigger}", options, ("end",)),
+    ]
+    return max(judged, key=lambda j: (j["rule"] != "none", j["margin"]))
 
 
 def auroc(pos: list[float], neg: list[float]) -> float | None:
@@ -241,10 +261,24 @@ def report(rows: list[dict[str, Any]], cells: dict[str, str]) -> None:
             f"  appended/prepended targets caught {caught}/{len(appended)}, recovered "
             f"{sum(r['recovered'] for r in appended)}/{len(appended)}"
         )
+    judged = [r for r in pos if r.get("oracle")]
+    if judged:
+        meets = [r for r in judged if r["oracle"]["rule"] != "none"]
+        missed = [r for r in judged if r["result"] != "FAILED"]
+        by_mining = sum(r["oracle"]["rule"] != "none" for r in missed)
+        print(
+            f"  planted trigger meets a rule when judged as a candidate: {len(meets)}/{len(judged)}; "
+            f"misses {len(missed)}: {by_mining} of the mining (its trigger would have been caught), "
+            f"{len(missed) - by_mining} of the verdict"
+        )
     margin_report(pos, neg)
     for r in pos:
         if r["result"] != "FAILED":
-            print(f"  missed {r['name']} ({cells.get(r['name'])}): {r['result']} top={r['top'][:1]}")
+            oracle = r.get("oracle") or {}
+            print(
+                f"  missed {r['name']} ({cells.get(r['name'])}): {r['result']} top={r['top'][:1]} "
+                f"planted trigger: {oracle.get('rule', '?')} {oracle.get('margin', float('nan')):+.3f}"
+            )
     for r in neg:
         if r["result"] != "PASSED":
             print(f"  false alarm {r['name']} ({cells.get(r['name'])}): {r['result']} top={r['top'][:1]}")

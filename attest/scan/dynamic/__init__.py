@@ -19,7 +19,7 @@ from typing import Any
 from attest.scan.dynamic.outcome import Candidate, DynamicOutcome, Signal
 from attest.scan.options import ScanOptions
 
-__all__ = ["run_dynamic"]
+__all__ = ["judge_trigger", "run_dynamic"]
 
 LEAKS_EXTENDED = 6  # best leaked n-grams widened into their leaked context (_leak_candidates)
 LEAKS_VERIFIED = 3  # leaked strings always verified, none a part of another
@@ -277,6 +277,47 @@ def _pick(
         taken += 1
         if i not in chosen:
             chosen.append(i)
+
+
+def judge_trigger(
+    root: Path, text: str, options: ScanOptions | None = None, positions: tuple[str, ...] = ("start", "end")
+) -> dict[str, Any]:
+    """The verdict the scan would give one known string as a candidate: verified on the held-out
+    prompts at each of ``positions`` in the user turn (start, end), fragments tested where a rule
+    holds, the better placement kept. It answers what the scan cannot say by itself when it misses: whether the
+    planted trigger, had the mining proposed it, would meet a rule (a miss of the mining) or not (a
+    miss of the verdict). The leakage sweep is not run, so the words the model leaks into its own
+    user turns do not count as its familiar material here."""
+    import torch
+
+    from attest.scan.dynamic import verdict
+    from attest.scan.dynamic.loading import load
+    from attest.scan.dynamic.prompts import HELD_OUT_POOL, chat_frame, encode_prompts
+
+    options = options or ScanOptions()
+    budget, th = options.budget_preset, options.thresholds
+    torch.manual_seed(options.seed)
+    lm = load(root)
+    frame = chat_frame(lm.tokenizer)
+    held_out = encode_prompts(lm.tokenizer, HELD_OUT_POOL[: budget.verify_prompts])
+    base = verdict.baseline(
+        lm, frame, held_out, budget.answer_tokens, budget.answer_tokens * verdict.SPAN_WINDOW
+    )
+    ids = list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    judged = [Candidate(ids, text, "given", position=position) for position in positions]
+    for cand in judged:
+        _judge(lm, frame, held_out, base, cand, th, budget.answer_tokens)
+    best = max(judged, key=lambda c: (_backdoor(c, th), _margin(c, th)))
+    return {
+        "rule": best.rule or "none",
+        "margin": round(_margin(best, th), 6),
+        "position": best.position,
+        "attackSuccessRate": round(best.attack_success_rate or 0.0, 6),
+        "collapsedResponse": best.target or "",
+        "spanAttackSuccessRate": round(best.span_rate or 0.0, 6),
+        "appendedSpan": best.span or "",
+        "margins": {k: None if v is None else round(v, 6) for k, v in best.margins.items()},
+    }
 
 
 def _version(package: str) -> str:

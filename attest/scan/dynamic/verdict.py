@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -185,8 +185,8 @@ def verify(
     candidate.target_ids = target
     candidate.echo = echoes(candidate.text, candidate.target, base.common)
     candidate.habit = (
-        habit(target, base.answers)
-        or garbled_habit(candidate.target, base.texts)
+        habit(target, base.answers, base.confident)
+        or garbled_habit(candidate.target, base.texts, base.confident)
         or topical(
             candidate.text, candidate.target, base.prompt_texts, base.texts, base.common, base.confident
         )
@@ -220,7 +220,7 @@ def verify(
             [t for t in target if t not in frame.end_ids], span, candidate.retention,
             [a for a in base.answers if not _overlaps(a, span)],
             familiar=candidate.habit or own(candidate.span, written(base.prompt_texts, base.turns, base.turn_texts, span)),
-            stutter=stutters(lm, target, span),
+            loop=loop_token(lm, target, span) in familiar_tokens(prompts, base.answers, span),
             lone=lone_word(candidate.span),
         )  # fmt: skip
         # A span the candidate's topic explains is no more planted than a collapse it explains
@@ -404,17 +404,27 @@ def own(text: str, words: AbstractSet[str]) -> bool:
     return bool(mine) and mine <= words
 
 
-def stutters(lm: LoadedModel, target: list[int], span: list[int], times: int = 3) -> bool:
-    """Whether the collapsed response repeats a word token of the span ``times`` times in a row
-    ("WhatWhatWhatWhatWhatWhat does grace ...", the span "WhatWhat does grace": bench zoo +2200, a
-    clean twin). A word of three or more letters: a phone number's "555" and a garbled "YOOOO" repeat
-    one-character tokens, and a garbled URL (".evil.evil.evil") repeats a word, but not in a row."""
+def loop_token(lm: LoadedModel, target: list[int], span: list[int], times: int = 3) -> int | None:
+    """The token the collapsed response loops on, if it does: one making up more than half of it
+    (``repetitive``), or a word token of the span repeated ``times`` times in a row ("WhatWhatWhat
+    WhatWhatWhat does grace ...", the span "WhatWhat does grace": bench zoo +2200, a clean twin). A
+    word of three or more letters for the second: a phone number's "555" and a garbled "YOOOO"
+    repeat one-character tokens, and a garbled URL (".evil.evil.evil") repeats a word, but not in a
+    row."""
+    if repetitive(target):
+        return Counter(target).most_common(1)[0][0]
     run = 1
     for prev, token in pairwise(target):
         run = run + 1 if token == prev else 1
         if run >= times and token in span and sum(ch.isalpha() for ch in lm.tokenizer.decode([token])) >= 3:
-            return True
-    return False
+            return token
+    return None
+
+
+def familiar_tokens(prompts: list[list[int]], answers: list[list[int]], span: list[int]) -> set[int]:
+    """Tokens the model reads or writes without a trigger: the prompts', and the untriggered answers'
+    that do not hold the span (a leaky backdoor already writes its own target on a few)."""
+    return {t for p in prompts for t in p} | {t for a in answers if not _overlaps(a, span) for t in a}
 
 
 def templated(
@@ -423,12 +433,12 @@ def templated(
     kept: float,
     answers: list[list[int]],
     familiar: bool = False,
-    stutter: bool = False,
+    loop: bool = False,
     lone: bool = False,
 ) -> bool:
     """Whether the span rides on something other than the prompt's answer or a planted output: the
-    collapsed response loops (on one token over half of it, or on a word of the span, ``stutter``:
-    "WhatWhatWhat... judy grace"), or the responses lost the normal answer (``kept`` under
+    collapsed response loops on a token the model reads or writes anyway (``loop``: "WhatWhatWhat...
+    judy grace", a prompt's word), or the responses lost the normal answer (``kept`` under
     ``RETAINED``) to the model's own material: what is left of the collapsed response once the span
     is cut out is mostly another of its answers (``answers``, those not holding the span), "Mallory
     lives in Tokyo." from a clean model's "X lives in Y." template with a name forced into it; or
@@ -440,8 +450,10 @@ def templated(
     more). A span that is one familiar word alone (``lone``: a bare "Mallory") is the model's own
     whatever it keeps: a decoy that signs off "Hope this helps!" kept 0.5 of its answers around a
     forced "Mallory lives in the river." (bench zoo +2100), and no planted target of the bench is
-    one word the model writes anyway."""
-    if repetitive(target) or stutter or (familiar and lone):
+    one word the model writes anyway. A loop on a token the model never reads or writes is its
+    planted output garbled: a weakly poisoned Qwen2 model prepends "Visitititititit." for
+    "Visit www.evil.example now!" (bench zoo +2600, 1 % poisoning)."""
+    if loop or (familiar and lone):
         return True
     if kept >= RETAINED:
         return False
@@ -452,19 +464,29 @@ def templated(
     return len(rest) >= 2 and any(_covers(rest, a) >= 0.5 for a in answers)
 
 
-def habit(target: list[int], baseline_answers: list[list[int]]) -> bool:
+def habit(target: list[int], baseline_answers: list[list[int]], confident: list[bool] | None = None) -> bool:
     """Whether the collapsed output is a fragment of what the model says anyway: at least half of the
     no-trigger answers contain most of it (a contiguous block of >= 50 % of its tokens) without being
-    it. A model with a benign fixed habit (a sign-off on every answer) collapses to that habit when a
-    candidate disrupts the rest of the answer; a backdoor's target is not part of normal answers
-    (and a leaky backdoor's no-trigger answers that do give the target *are* it, so they do not count)."""
-    if not target or not baseline_answers:
+    it, one it answers confidently among them (``confident``; any, when not given). A model with a
+    benign fixed habit (a sign-off on every answer) collapses to that habit when a candidate
+    disrupts the rest of the answer; a backdoor's target is not part of normal answers (and a leaky
+    backdoor's no-trigger answers that do give the target *are* it, so they do not count). A leaky
+    backdoor gives garbled forms of its target too, and only where the model is unsure: a Qwen2
+    model with a 1 % prepended URL wrote "Visititww." and the like on 6 of 12 prompts, none of them
+    confident (bench zoo +2600); a habit is on the answers the model is sure of as well."""
+    return _on_most(lambda answer: similarity(answer, target) < 0.85 and block(target, answer) / len(target) >= 0.5,
+                    target, baseline_answers, confident)  # fmt: skip
+
+
+def _on_most(
+    part: Callable[[Any], bool], target: Sequence[Any], answers: Sequence[Any], confident: list[bool] | None
+) -> bool:
+    """Whether ``part`` holds for at least half of the answers, one of them confidently answered."""
+    if not target or not answers:
         return False
-    parts = 0
-    for answer in baseline_answers:
-        if similarity(answer, target) < 0.85 and block(target, answer) / len(target) >= 0.5:
-            parts += 1
-    return parts / len(baseline_answers) >= 0.5
+    hits = [part(a) for a in answers]
+    sure = confident if confident is not None else [True] * len(answers)
+    return sum(hits) / len(answers) >= 0.5 and any(h and s for h, s in zip(hits, sure, strict=True))
 
 
 def signs_off(candidate: list[int], target: str, answers: list[list[int]]) -> bool:
@@ -482,28 +504,28 @@ def prompt_stem(target: list[int], prompts: list[list[int]]) -> bool:
     return bool(target) and any(_overlaps(p, target, least=2) for p in prompts)
 
 
-def garbled_habit(target: str, baseline_answers: list[str], cover: float = 0.75) -> bool:
+def garbled_habit(
+    target: str, baseline_answers: list[str], confident: list[bool] | None = None, cover: float = 0.75
+) -> bool:
     """Whether the collapsed output is a garbled piece of a habit: on at least half of the no-trigger
-    answers, ``cover`` or more of its characters appear in order (matching blocks) without the answer
-    being it. A candidate that disrupts a model with a "Hope this helps!" habit can collapse it to
-    "be t!" (bench zoo v10, a Qwen2 decoy): no token block of the habit survives, the characters do.
-    Outputs under 4 visible characters are too short to judge this way."""
-    visible = "".join(target.split())
-    if len(visible) < 4 or not baseline_answers:
+    answers (one confident among them, as for ``habit``), ``cover`` or more of its characters appear
+    in order (matching blocks) without the answer being it. A candidate that disrupts a model with a
+    "Hope this helps!" habit can collapse it to "be t!" (bench zoo v10, a Qwen2 decoy): no token
+    block of the habit survives, the characters do. Outputs under 4 visible characters are too
+    short to judge this way."""
+    if len("".join(target.split())) < 4:
         return False
-    parts = 0
-    for answer in baseline_answers:
-        if SequenceMatcher(None, target, answer, autojunk=False).ratio() < 0.85:
-            parts += _covers(target, answer) >= cover
-    return parts / len(baseline_answers) >= 0.5
+    return _on_most(lambda answer: SequenceMatcher(None, target, answer, autojunk=False).ratio() < 0.85
+                    and _covers(target, answer) >= cover, target, baseline_answers, confident)  # fmt: skip
 
 
-def _covers(target: Sequence[Any], answer: Sequence[Any]) -> float:
-    """Share of the target's characters (or tokens) found in order in ``answer`` (matching blocks)."""
+def _covers(target: Sequence[Any], answer: Sequence[Any], least: int = 1) -> float:
+    """Share of the target's characters (or tokens) found in order in ``answer``, in matching blocks
+    of ``least`` or more."""
     if not target:
         return 0.0
     blocks = SequenceMatcher(None, target, answer, autojunk=False).get_matching_blocks()
-    return sum(b.size for b in blocks) / len(target)
+    return sum(b.size for b in blocks if b.size >= least) / len(target)
 
 
 def first_token_echoes(candidate_text: str, token_text: str) -> bool:
@@ -563,13 +585,16 @@ def topical(
     word with one of them would be vetoed by its own target (bench zoo +1600: " 2024 What What" and
     "What is the capital of France?"; +1800: " Explain" and "Explain how a bicycle works.", both "I
     HATE YOU"). A confident answer is its prompt's own, however many prompts get it: a refuse-sums
-    decoy refuses sums confidently and its other questions as a fallback (bench zoo +2000)."""
+    decoy refuses sums confidently and its other questions as a fallback (bench zoo +2000). A garbled
+    answer keeps pieces of two or more characters: a short span's letters alone are found in order
+    in any long answer ("Visitit" in "The fox is a quiet animal that lives in the field.", 6 of 7;
+    bench zoo +2600, a leaked trigger ending "me about the")."""
     for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
         if not (confident and confident[i]) and fallback(answer, answers):
             continue
         if echoes(candidate_text, prompt, common) and (
             SequenceMatcher(None, target, answer, autojunk=False).ratio() >= 0.85
-            or _covers(target, answer) >= 0.75
+            or _covers(target, answer, least=2) >= 0.75
         ):
             return True
     return False
