@@ -151,6 +151,7 @@ def run_one(spec: OrganismSpec, cache: Path, budget: str) -> dict[str, Any]:
         )
         for c in predicate["candidateTriggers"]
     )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the scan's, not the oracle's
     oracle = planted_trigger_verdict(spec, path, budget) if spec.poisoned else None
     decision = predicate.get("dynamicDecision", {})
     # Continuous detection score for AUROC: the decision's binding margin (>= 0: the verdict fires).
@@ -191,7 +192,7 @@ def run_one(spec: OrganismSpec, cache: Path, budget: str) -> dict[str, Any]:
         "oracle": oracle,
         "buildSeconds": round(built, 1),
         "scanSeconds": round(seconds, 1),
-        "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peakRssMiB": round(peak_mib, 1),
     }
 
 

@@ -284,10 +284,10 @@ def judge_trigger(
 ) -> dict[str, Any]:
     """The verdict the scan would give one known string as a candidate: verified on the held-out
     prompts at each of ``positions`` in the user turn (start, end), fragments tested where a rule
-    holds, the better placement kept. It answers what the scan cannot say by itself when it misses: whether the
-    planted trigger, had the mining proposed it, would meet a rule (a miss of the mining) or not (a
-    miss of the verdict). The leakage sweep is not run, so the words the model leaks into its own
-    user turns do not count as its familiar material here."""
+    holds, the better placement kept. It answers what a missed scan cannot say by itself: whether
+    the planted trigger, had the mining proposed it, would meet a rule (a miss of the mining) or not
+    (a miss of the verdict). The leakage sweep is not run, so the words the model leaks into its
+    own user turns do not count as its familiar material here."""
     import torch
 
     from attest.scan.dynamic import verdict
