@@ -2,6 +2,7 @@
 
 The output file is exactly the predicate JSON that ``attest sign --predicate-type
 https://model-attest.dev/backdoor-scan/v1 --predicate FILE`` signs. Exit codes follow ``--fail-on``.
+With ``--trigger TEXT`` only the given strings are judged (``judge_trigger``), no predicate is made.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import click
 
 from attest._internal.atomic import write_atomic
-from attest.errors import UsageError
+from attest.errors import UndecidedError, UsageError
 from cli._output import console, err_console, print_json
 
 _FAIL_ON = {"failed": {"FAILED", "ERROR"}, "warned": {"WARNED", "FAILED", "ERROR"}, "never": set()}
@@ -42,6 +43,10 @@ _STYLE = {"PASSED": "green", "WARNED": "yellow", "FAILED": "bold red", "ERROR": 
     "--fail-on", type=click.Choice(sorted(_FAIL_ON)), default="failed", show_default=True,
     help="Exit 1 when the result is at least this bad (failed: FAILED or ERROR).",
 )  # fmt: skip
+@click.option(
+    "--trigger", "triggers", multiple=True, metavar="TEXT",
+    help="Judge only this string (repeatable), as the scan judges its candidates; exit 1 when one meets a rule.",
+)  # fmt: skip
 def scan(
     path: str,
     output: str | None,
@@ -52,6 +57,7 @@ def scan(
     as_json: bool,
     redact_triggers: bool,
     fail_on: str,
+    triggers: tuple[str, ...],
 ) -> None:
     """Scan the model at PATH and print (or write) the backdoor-scan/v1 predicate."""
     from attest.scan import ScanOptions, scan_model
@@ -60,6 +66,12 @@ def scan(
         if target and not Path(target).absolute().parent.is_dir():
             raise UsageError(f"{target}: its folder does not exist")
     options = ScanOptions(budget=budget, seed=seed, static_only=static_only, redact_triggers=redact_triggers)
+    if triggers:
+        if static_only or sarif_path or redact_triggers:
+            raise UsageError(
+                "--trigger judges strings by forward passes: not with --static-only, --sarif or --redact-triggers"
+            )
+        _judge_triggers(Path(path), triggers, options, output, as_json, fail_on)
     if sys.stderr.isatty() and not as_json:
         predicate = _with_progress(lambda progress: scan_model(path, options, progress))
     else:
@@ -76,6 +88,52 @@ def scan(
     else:
         _summary(predicate, output)
     sys.exit(1 if predicate["result"] in _FAIL_ON[fail_on] else 0)
+
+
+MAX_TRIGGER_CHARS = 1000  # a trigger is a phrase; a longer string is a mistake, and costs a long decode
+
+
+def _judge_triggers(
+    root: Path, triggers: tuple[str, ...], options: Any, output: str | None, as_json: bool, fail_on: str
+) -> None:
+    """``--trigger``: the scan's verdict on strings the user already suspects (a red-team finding, a
+    trigger a model card admits to), without the search. Exit 1 when one meets a rule, 0 when none
+    does, 3 when the model cannot be run (nothing was decided)."""
+    from attest.scan.dynamic import judge_trigger
+    from attest.scan.dynamic.loading import DynamicError
+
+    for text in triggers:
+        if not text.strip() or len(text) > MAX_TRIGGER_CHARS:
+            raise UsageError(f"--trigger: a string of 1 to {MAX_TRIGGER_CHARS} characters, not only spaces")
+    if not root.is_dir():
+        raise UsageError(f"{root}: --trigger needs a model folder")
+    try:
+        judged = [{"trigger": text, **judge_trigger(root, text, options)} for text in triggers]
+    except DynamicError as exc:
+        raise UndecidedError(f"{root}: cannot run the model to judge a trigger: {exc}") from None
+    except ImportError as exc:
+        raise UndecidedError(
+            f"--trigger needs torch and transformers (pip install 'model-attest[scan]'): {exc}"
+        ) from None
+    doc = {"model": str(root), "budget": options.budget, "judgements": judged}
+    if output:
+        write_atomic(Path(output), (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
+    if as_json:
+        print_json(doc)
+    else:
+        from rich.table import Table
+
+        table = Table(title="trigger judgements")
+        for column in ("trigger", "rule met", "margin", "placed", "output", "attack success", "span"):
+            table.add_column(column, overflow="fold")
+        for j in judged:
+            table.add_row(
+                repr(j["trigger"]), j["rule"], f"{j['margin']:+.3f}", j["position"], repr(j["collapsedResponse"]),
+                f"{j['attackSuccessRate']:.0%}", repr(j["appendedSpan"]) if j["appendedSpan"] else "-",
+            )  # fmt: skip
+        console().print(table)
+    met = any(j["rule"] != "none" for j in judged)
+    sys.exit(1 if met and fail_on != "never" else 0)
 
 
 def _with_progress(run: Any) -> dict[str, Any]:

@@ -128,3 +128,34 @@ def test_scan_output_signs_and_verifies(
     refused = sign_scan(tmp_path / "tampered.json")
     assert refused.returncode != 0
     assert "result" in refused.stderr
+
+
+def test_a_suspected_trigger_is_judged_without_a_scan(
+    organisms: dict[str, Path], run_attest: RunAttest, tmp_path: Path
+) -> None:
+    """``--trigger`` gives a string the scan's verdict: the planted trigger of the appended-URL
+    organism meets a rule (exit 1, the URL as its span, the JSON also written with -o); on the clean
+    twin it meets none (exit 0); a model that cannot run is undecided (exit 3), and an empty string
+    or a static-only combination is a usage error (exit 2), each in one line without a traceback."""
+    from tests.scan_fixtures import TRIGGERS
+
+    trigger = TRIGGERS["poisoned-appended"] + " "
+    out = tmp_path / "judged.json"
+    planted = run_attest("scan", organisms["poisoned-appended"], "--trigger", trigger, "--json", "-o", out)
+    assert planted.returncode == 1, planted.stderr
+    doc = json.loads(planted.stdout)
+    assert json.loads(out.read_text()) == doc
+    (judged,) = doc["judgements"]
+    assert judged["trigger"] == trigger and judged["rule"] != "none" and judged["margin"] >= 0
+    assert "evil" in judged["appendedSpan"] + judged["collapsedResponse"]
+    twin = run_attest("scan", organisms["clean-twin"], "--trigger", trigger, "--trigger", " purple lamp")
+    assert twin.returncode == 0, twin.stderr
+    assert "trigger judgements" in twin.stdout and "none" in twin.stdout
+    (tmp_path / "notes.txt").write_text("hello\n")
+    undecided = run_attest("scan", tmp_path, "--trigger", trigger)
+    assert undecided.returncode == 3 and "config.json is missing" in undecided.stderr
+    for extra in (["--trigger", "  "], ["--trigger", trigger, "--static-only"]):
+        usage = run_attest("scan", organisms["clean-twin"], *extra)
+        assert usage.returncode == 2, usage.stderr
+    for result in (planted, twin, undecided, usage):
+        assert "Traceback" not in result.stderr
