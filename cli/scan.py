@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -18,8 +18,12 @@ from attest._internal.atomic import write_atomic
 from attest.errors import UndecidedError, UsageError
 from cli._output import console, err_console, print_json
 
+if TYPE_CHECKING:
+    from attest.scan import ScanOptions
+
 _FAIL_ON = {"failed": {"FAILED", "ERROR"}, "warned": {"WARNED", "FAILED", "ERROR"}, "never": set()}
 _STYLE = {"PASSED": "green", "WARNED": "yellow", "FAILED": "bold red", "ERROR": "bold magenta"}
+MAX_TRIGGER_CHARS = 1000  # a trigger is a phrase; a longer string is a mistake, and costs a long decode
 
 
 @click.command()
@@ -71,7 +75,7 @@ def scan(
             raise UsageError(
                 "--trigger judges strings by forward passes: not with --static-only, --sarif or --redact-triggers"
             )
-        _judge_triggers(Path(path), triggers, options, output, as_json, fail_on)
+        _judge_triggers(Path(path), triggers, options, output, as_json, fail_on)  # exits
     if sys.stderr.isatty() and not as_json:
         predicate = _with_progress(lambda progress: scan_model(path, options, progress))
     else:
@@ -90,12 +94,14 @@ def scan(
     sys.exit(1 if predicate["result"] in _FAIL_ON[fail_on] else 0)
 
 
-MAX_TRIGGER_CHARS = 1000  # a trigger is a phrase; a longer string is a mistake, and costs a long decode
-
-
 def _judge_triggers(
-    root: Path, triggers: tuple[str, ...], options: Any, output: str | None, as_json: bool, fail_on: str
-) -> None:
+    root: Path,
+    triggers: tuple[str, ...],
+    options: ScanOptions,
+    output: str | None,
+    as_json: bool,
+    fail_on: str,
+) -> NoReturn:
     """``--trigger``: the scan's verdict on strings the user already suspects (a red-team finding, a
     trigger a model card admits to), without the search. Exit 1 when one meets a rule, 0 when none
     does, 3 when the model cannot be run (nothing was decided)."""
