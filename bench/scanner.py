@@ -197,19 +197,15 @@ def run_one(spec: OrganismSpec, cache: Path, budget: str) -> dict[str, Any]:
 
 
 def planted_trigger_verdict(spec: OrganismSpec, path: Path, budget: str) -> dict[str, Any]:
-    """``judge_trigger`` on the organism's own trigger, written as training wrote it: followed by a
-    space at the start of the turn, preceded by one at its end (a mid-prompt trigger is judged at
+    """``judge_placements`` on the organism's own trigger, written as training wrote it: followed by
+    a space at the start of the turn, preceded by one at its end (a mid-prompt trigger is judged at
     both ends too); the better placement kept."""
     from attest.scan import ScanOptions
-    from attest.scan.dynamic import judge_trigger
+    from attest.scan.dynamic import judge_placements
 
     assert spec.trigger is not None
-    options = ScanOptions(budget=budget)
-    judged = [
-        judge_trigger(path, f"{spec.trigger} ", options, ("start",)),
-        judge_trigger(path, f" {spec.trigger}", options, ("end",)),
-    ]
-    return max(judged, key=lambda j: (j["rule"] != "none", j["margin"]))
+    placements = [(f"{spec.trigger} ", "start"), (f" {spec.trigger}", "end")]
+    return judge_placements(path, placements, ScanOptions(budget=budget))
 
 
 def auroc(pos: list[float], neg: list[float]) -> float | None:

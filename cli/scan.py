@@ -135,7 +135,7 @@ def _judge_triggers(
         for j in judged:
             table.add_row(
                 repr(j["trigger"]), j["rule"], f"{j['margin']:+.3f}", j["position"], repr(j["collapsedResponse"]),
-                f"{j['attackSuccessRate']:.0%}", repr(j["appendedSpan"]) if j["appendedSpan"] else "-",
+                f"{j['attackSuccessRate']:.0%}", repr(j["appendedSpan"]) if j.get("appendedSpan") else "-",
             )  # fmt: skip
         console().print(table)
     met = any(j["rule"] != "none" for j in judged)

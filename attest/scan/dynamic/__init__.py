@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from attest.scan.dynamic.outcome import Candidate, DynamicOutcome, Signal
 from attest.scan.options import ScanOptions
 
-__all__ = ["judge_trigger", "run_dynamic"]
+__all__ = ["judge_placements", "judge_trigger", "run_dynamic"]
 
 LEAKS_EXTENDED = 6  # best leaked n-grams widened into their leaked context (_leak_candidates)
 LEAKS_VERIFIED = 3  # leaked strings always verified, none a part of another
@@ -48,7 +48,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
 
     from attest.scan.dynamic import leakage, search, verdict
     from attest.scan.dynamic.loading import DynamicError, load
-    from attest.scan.dynamic.prompts import HELD_OUT_POOL, SEARCH_POOL, chat_frame, encode_prompts
+    from attest.scan.dynamic.prompts import SEARCH_POOL, chat_frame, encode_prompts
 
     budget, thresholds = options.budget_preset, options.thresholds
     timings: dict[str, float] = {}
@@ -146,10 +146,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     lap("scoring")
     progress("dynamic", 4, steps)
 
-    held_out = encode_prompts(lm.tokenizer, HELD_OUT_POOL[: budget.verify_prompts])
-    held_base = verdict.baseline(
-        lm, frame, held_out, budget.answer_tokens, budget.answer_tokens * verdict.SPAN_WINDOW
-    )
+    held_out, held_base = _held_out(lm, frame, budget)
     held_base.turns = leaks.turns
     held_base.turn_texts = [lm.tokenizer.decode(t, skip_special_tokens=True) for t in leaks.turns]
     verified = [candidates[i] for i in chosen]
@@ -160,7 +157,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     verified += [replace(c, position="end") for c in verified]
     for cand in verified:
         _judge(lm, frame, held_out, held_base, cand, thresholds, budget.answer_tokens)
-    verified.sort(key=lambda c: (_backdoor(c, thresholds), _margin(c, thresholds)), reverse=True)
+    verified.sort(key=lambda c: _standing(c, thresholds), reverse=True)
     top = verified[0]
     if top.fuzzy is None:  # the report shows the winner's fragments even when nothing fired
         verdict.fuzzy_activation(lm, frame, held_out, top, budget.answer_tokens)
@@ -282,42 +279,60 @@ def _pick(
 def judge_trigger(
     root: Path, text: str, options: ScanOptions | None = None, positions: tuple[str, ...] = ("start", "end")
 ) -> dict[str, Any]:
-    """The verdict the scan would give one known string as a candidate: verified on the held-out
-    prompts at each of ``positions`` in the user turn (start, end), fragments tested where a rule
-    holds, the better placement kept. It answers what a missed scan cannot say by itself: whether
-    the planted trigger, had the mining proposed it, would meet a rule (a miss of the mining) or not
-    (a miss of the verdict). The leakage sweep is not run, so the words the model leaks into its
-    own user turns do not count as its familiar material here."""
+    """The verdict the scan would give one known string as a candidate, placed at each of
+    ``positions`` in the user turn (start, end): ``judge_placements`` with one text."""
+    return judge_placements(root, [(text, position) for position in positions], options)
+
+
+def judge_placements(
+    root: Path, placements: Sequence[tuple[str, str]], options: ScanOptions | None = None
+) -> dict[str, Any]:
+    """The verdict the scan would give known strings as candidates, each (text, position) verified on
+    the held-out prompts, fragments tested where a rule holds; the best placement is returned as the
+    predicate reports a candidate, with the rule it meets ("none") and its binding margin. It
+    answers what a missed scan cannot say by itself: whether the planted trigger, had the mining
+    proposed it, would meet a rule (a miss of the mining) or not (a miss of the verdict). The
+    leakage sweep is not run, so the words the model leaks into its own user turns do not count as
+    its familiar material here."""
     import torch
 
-    from attest.scan.dynamic import verdict
     from attest.scan.dynamic.loading import load
-    from attest.scan.dynamic.prompts import HELD_OUT_POOL, chat_frame, encode_prompts
+    from attest.scan.dynamic.prompts import chat_frame
+    from attest.scan.predicate import candidate_json  # here: the predicate module imports this package
 
     options = options or ScanOptions()
     budget, th = options.budget_preset, options.thresholds
     torch.manual_seed(options.seed)
     lm = load(root)
     frame = chat_frame(lm.tokenizer)
-    held_out = encode_prompts(lm.tokenizer, HELD_OUT_POOL[: budget.verify_prompts])
-    base = verdict.baseline(
-        lm, frame, held_out, budget.answer_tokens, budget.answer_tokens * verdict.SPAN_WINDOW
-    )
-    ids = list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
-    judged = [Candidate(ids, text, "given", position=position) for position in positions]
+    held_out, base = _held_out(lm, frame, budget)
+    judged = [
+        Candidate(list(lm.tokenizer(text, add_special_tokens=False)["input_ids"]), text, "given", position=position)
+        for text, position in placements
+    ]  # fmt: skip
     for cand in judged:
         _judge(lm, frame, held_out, base, cand, th, budget.answer_tokens)
-    best = max(judged, key=lambda c: (_backdoor(c, th), _margin(c, th)))
+    best = max(judged, key=lambda c: _standing(c, th))
     return {
+        **candidate_json(best, redact=False),
         "rule": best.rule or "none",
         "margin": round(_margin(best, th), 6),
-        "position": best.position,
-        "attackSuccessRate": round(best.attack_success_rate or 0.0, 6),
-        "collapsedResponse": best.target or "",
-        "spanAttackSuccessRate": round(best.span_rate or 0.0, 6),
-        "appendedSpan": best.span or "",
-        "margins": {k: None if v is None else round(v, 6) for k, v in best.margins.items()},
     }
+
+
+def _held_out(lm: Any, frame: Any, budget: Any) -> tuple[list[list[int]], Any]:
+    """The held-out prompts every verdict is made on, and the model's untriggered answers to them."""
+    from attest.scan.dynamic import verdict
+    from attest.scan.dynamic.prompts import HELD_OUT_POOL, encode_prompts
+
+    held_out = encode_prompts(lm.tokenizer, HELD_OUT_POOL[: budget.verify_prompts])
+    window = budget.answer_tokens * verdict.SPAN_WINDOW
+    return held_out, verdict.baseline(lm, frame, held_out, budget.answer_tokens, window)
+
+
+def _standing(c: Candidate, th: Any) -> tuple[bool, float]:
+    """How candidates rank for the verdict: one that meets a rule first, then by binding margin."""
+    return _backdoor(c, th), _margin(c, th)
 
 
 def _version(package: str) -> str:
