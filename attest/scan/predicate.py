@@ -91,6 +91,8 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["echoesCandidate"] = True
     if candidate.habit:
         out["habitOfBaseline"] = True
+    if candidate.own_words:
+        out["collapseInOwnWords"] = True
     out.update(_span_json(candidate, redact))
     return out
 

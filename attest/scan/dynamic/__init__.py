@@ -402,9 +402,10 @@ def _from_end_beam(c: Candidate) -> bool:
 
 
 def _collapse_vetoed(c: Candidate) -> bool:
-    """The collapse rule does not apply: the output echoes the candidate, is a habit, is a question's
-    answer to itself, or the candidate came from the end-of-answer beam."""
-    return c.echo or c.habit or c.self_answer or _from_end_beam(c)
+    """The collapse rule does not apply: the output echoes the candidate, is a habit, is in the
+    model's own words and so is the candidate (``verdict.own_template``), is a question's answer to
+    itself, or the candidate came from the end-of-answer beam."""
+    return c.echo or c.habit or c.own_words or c.self_answer or _from_end_beam(c)
 
 
 def _collapses(c: Candidate, th: Any) -> bool:
@@ -571,7 +572,8 @@ def _decision(top: Candidate, verified: list[Candidate], th: Any) -> dict[str, A
         "candidateSha256": trigger_hash(top.text),
         "margin": round(_margin(top, th), 6),
         "margins": {k: (None if v is None else round(v, 6)) for k, v in top.margins.items()},
-        "vetoes": [name for name, on in (("echo", top.echo), ("habit", top.habit), ("spanEcho", top.span_echo),
+        "vetoes": [name for name, on in (("echo", top.echo), ("habit", top.habit), ("ownWords", top.own_words),
+                                         ("spanEcho", top.span_echo),
                                          ("spanTemplate", top.span_template),
                                          ("selfAnswer", top.self_answer), ("endBeam", _from_end_beam(top))) if on],
         "candidatesJudged": len(verified),

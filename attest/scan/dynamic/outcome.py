@@ -55,6 +55,8 @@ class Candidate:
     target_ids: list[int] = field(default_factory=list)
     echo: bool = False  # the collapsed response repeats a word of the candidate (topic, not trigger)
     habit: bool = False  # the collapsed response is a fragment of the model's normal answers
+    # The collapsed response and the candidate are both in the model's own words (verdict.own_template).
+    own_words: bool = False
     fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, attack success) of partial triggers
     # The appended / inserted span (verdict.shared_span) and how it behaves.
     span_ids: list[int] = field(default_factory=list)

