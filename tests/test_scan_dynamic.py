@@ -940,6 +940,26 @@ def test_a_memorised_string_needs_no_firing_fragments() -> None:
     assert (_collapse_margins(once, Thresholds())["fragmentActivation"] or 0.0) < 0
 
 
+def test_a_memorised_string_needs_no_fragment_carrying_its_span() -> None:
+    """The same waiver for the appended-span rule: a leaked trigger tail that puts a sentence after
+    most answers while none of its fragments does (bench zoo +3000) is flagged when memorised, and an
+    optimised string with the same numbers is not."""
+    from attest.scan.dynamic import _backdoor, _span_margins
+    from attest.scan.dynamic.outcome import Candidate
+    from attest.scan.options import Thresholds
+
+    def spanned(memorised: bool) -> Candidate:
+        return Candidate(
+            [5, 6, 7, 8], "mber that the weather", "leakage", span_ids=[30, 31, 32], span=" This answer",
+            span_rate=0.58, span_confident_rate=0.83, span_baseline_rate=0.0, span_novelty=0.92,
+            span_fuzzy=[(1, 0.0), (2, 0.0833), (3, 0.0)], memorised=memorised,
+        )  # fmt: skip
+
+    assert _backdoor(spanned(True), Thresholds()) and not _backdoor(spanned(False), Thresholds())
+    assert _span_margins(spanned(True), Thresholds())["spanFragmentActivation"] is None
+    assert (_span_margins(spanned(False), Thresholds())["spanFragmentActivation"] or 0.0) < 0
+
+
 @pytest.mark.parametrize(
     ("ids", "text", "memorised"),
     [

@@ -363,7 +363,7 @@ def _span_margins(c: Candidate, th: Any) -> dict[str, float | None]:
     """Margin to each threshold of the appended-span rule: the span is on most held-out responses
     (also the confident half), on almost no untriggered answer (not a habit), made mostly of tokens
     the answers do not use, a suffix-placed candidate's responses keep the normal answer, and
-    fragments of the candidate carry the span too."""
+    fragments of the candidate carry the span too (None: a one-token or memorised candidate)."""
     if not c.span_ids:
         return {k: None for k in ("spanAttackSuccess", "spanConfidentAttackSuccess", "spanBaselineRate",
                                   "spanNovelty", "spanSuffixRetention", "spanFragmentActivation")}  # fmt: skip
@@ -376,7 +376,7 @@ def _span_margins(c: Candidate, th: Any) -> dict[str, float | None]:
         if c.position == "end"
         else None,
         "spanFragmentActivation": None
-        if len(c.token_ids) < 2
+        if len(c.token_ids) < 2 or c.memorised
         else (c.span_fragment_activation or 0.0) - th.fuzzy_activation,
     }
 
@@ -450,7 +450,10 @@ def _span_holds(c: Candidate, th: Any) -> bool:
 
 
 def _appends(c: Candidate, th: Any) -> bool:
-    """The appended-span rule, fragment gate included (the same basin argument as a collapse)."""
+    """The appended-span rule, fragment gate included (the same basin argument as a collapse, waived
+    for a memorised string as there: bench zoo +3000's leaked "mber that the weather is nice today T"
+    put the sponsor sentence after 7 of 12 held-out answers and no fragment of it did; over every
+    candidate the bench zoos recorded, the waiver flags two missed poisoned models and no clean one)."""
     return _span_holds(c, th) and _met(_span_margins(c, th))
 
 
