@@ -205,7 +205,7 @@ def planted_trigger_verdict(spec: OrganismSpec, path: Path, budget: str) -> dict
 
     assert spec.trigger is not None
     placements = [(f"{spec.trigger} ", "start"), (f" {spec.trigger}", "end")]
-    return judge_placements(path, placements, ScanOptions(budget=budget))
+    return judge_placements(path, [placements], ScanOptions(budget=budget))[0]
 
 
 def auroc(pos: list[float], neg: list[float]) -> float | None:

@@ -2,7 +2,7 @@
 
 The output file is exactly the predicate JSON that ``attest sign --predicate-type
 https://model-attest.dev/backdoor-scan/v1 --predicate FILE`` signs. Exit codes follow ``--fail-on``.
-With ``--trigger TEXT`` only the given strings are judged (``judge_trigger``), no predicate is made.
+With ``--trigger TEXT`` only the given strings are judged (``judge_placements``), no predicate is made.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _judge_triggers(
     """``--trigger``: the scan's verdict on strings the user already suspects (a red-team finding, a
     trigger a model card admits to), without the search. Exit 1 when one meets a rule, 0 when none
     does, 3 when the model cannot be run (nothing was decided)."""
-    from attest.scan.dynamic import judge_trigger
+    from attest.scan.dynamic import judge_placements
     from attest.scan.dynamic.loading import DynamicError
 
     for text in triggers:
@@ -114,7 +114,11 @@ def _judge_triggers(
     if not root.is_dir():
         raise UsageError(f"{root}: --trigger needs a model folder")
     try:
-        judged = [{"trigger": text, **judge_trigger(root, text, options)} for text in triggers]
+        groups = [[(text, "start"), (text, "end")] for text in triggers]  # one model load for all
+        judged = [
+            {"trigger": text, **j}
+            for text, j in zip(triggers, judge_placements(root, groups, options), strict=True)
+        ]
     except DynamicError as exc:
         raise UndecidedError(f"{root}: cannot run the model to judge a trigger: {exc}") from None
     except ImportError as exc:

@@ -281,15 +281,16 @@ def judge_trigger(
 ) -> dict[str, Any]:
     """The verdict the scan would give one known string as a candidate, placed at each of
     ``positions`` in the user turn (start, end): ``judge_placements`` with one text."""
-    return judge_placements(root, [(text, position) for position in positions], options)
+    return judge_placements(root, [[(text, position) for position in positions]], options)[0]
 
 
 def judge_placements(
-    root: Path, placements: Sequence[tuple[str, str]], options: ScanOptions | None = None
-) -> dict[str, Any]:
-    """The verdict the scan would give known strings as candidates, each (text, position) verified on
-    the held-out prompts, fragments tested where a rule holds; the best placement is returned as the
-    predicate reports a candidate, with the rule it meets ("none") and its binding margin. It
+    root: Path, groups: Sequence[Sequence[tuple[str, str]]], options: ScanOptions | None = None
+) -> list[dict[str, Any]]:
+    """The verdict the scan would give known strings as candidates: each (text, position) of each
+    group verified on the held-out prompts, fragments tested where a rule holds, and per group the
+    best placement, reported as the predicate reports a candidate with the rule it meets ("none")
+    and its binding margin. The model is loaded and its baseline decoded once for all of them. It
     answers what a missed scan cannot say by itself: whether the planted trigger, had the mining
     proposed it, would meet a rule (a miss of the mining) or not (a miss of the verdict). The
     leakage sweep is not run, so the words the model leaks into its own user turns do not count as
@@ -306,18 +307,23 @@ def judge_placements(
     lm = load(root)
     frame = chat_frame(lm.tokenizer)
     held_out, base = _held_out(lm, frame, budget)
-    judged = [
-        Candidate(list(lm.tokenizer(text, add_special_tokens=False)["input_ids"]), text, "given", position=position)
-        for text, position in placements
-    ]  # fmt: skip
-    for cand in judged:
-        _judge(lm, frame, held_out, base, cand, th, budget.answer_tokens)
-    best = max(judged, key=lambda c: _standing(c, th))
-    return {
-        **candidate_json(best, redact=False),
-        "rule": best.rule or "none",
-        "margin": round(_margin(best, th), 6),
-    }
+    out = []
+    for placements in groups:
+        judged = [
+            Candidate(list(lm.tokenizer(text, add_special_tokens=False)["input_ids"]), text, "given", position=position)
+            for text, position in placements
+        ]  # fmt: skip
+        for cand in judged:
+            _judge(lm, frame, held_out, base, cand, th, budget.answer_tokens)
+        best = max(judged, key=lambda c: _standing(c, th))
+        out.append(
+            {
+                **candidate_json(best, redact=False),
+                "rule": best.rule or "none",
+                "margin": round(_margin(best, th), 6),
+            }
+        )
+    return out
 
 
 def _held_out(lm: Any, frame: Any, budget: Any) -> tuple[list[list[int]], Any]:
