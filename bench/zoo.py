@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -388,23 +391,43 @@ def zoo_code_hash() -> str:
 def zoo_cache_dir() -> Path:
     """``~/.cache/model-attest-test-zoo/<hash of this file>`` (or ``$MODEL_ATTEST_ZOO_CACHE``): shared
     by the tests and the demo, so organisms are trained once per recipe."""
-    import os
-
     base = Path(os.environ.get("MODEL_ATTEST_ZOO_CACHE", Path.home() / ".cache" / "model-attest-test-zoo"))
     return base / zoo_code_hash()
 
 
-def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
-    """Train (or reuse from ``cache_dir``) the organism ``spec``; return its model folder."""
-    import torch
+# Environment of an ISA-independent numeric path: MKL's conditional numerical reproducibility
+# (its COMPATIBLE code path) and ATen's scalar kernels. With the default path an organism trained on
+# an AVX-512 machine differs from one trained on an AVX2 machine (float sums in another order,
+# compounded over hundreds of steps), and so does every behaviour a test asserts of it: the same
+# recipe gave a clean twin that one string collapses to "beans beans." on one CI machine and not on
+# another (the previous CI machine; here an AVX-512/AMX one). Both must be set before torch
+# starts, so organisms are trained in a child process that has them: about 1.6 times slower, and on
+# the AVX-512/AMX machine the weights were bit-identical with MKL's instructions held to AVX2 or
+# not, where the default path changes them.
+REPRODUCIBLE_NUMERICS = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}
 
-    torch.set_num_threads(1)
+
+def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
+    """Train (or reuse from ``cache_dir``) the organism ``spec``; return its model folder. Training
+    runs in a child process on ``REPRODUCIBLE_NUMERICS`` unless this process already has them."""
     out = cache_dir / spec.name
     marker = out / "organism.json"
     # Compared as JSON: the marker holds lists where the spec holds tuples (extra_triggers).
     if marker.is_file() and json.loads(marker.read_text())["spec"] == json.loads(json.dumps(asdict(spec))):
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
+    if any(os.environ.get(k) != v for k, v in REPRODUCIBLE_NUMERICS.items()):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.zoo", json.dumps(asdict(spec)), str(cache_dir)],
+            env={**os.environ, **REPRODUCIBLE_NUMERICS}, cwd=Path(__file__).resolve().parents[1],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"training {spec.name} failed: {done.stderr.strip()[-2000:]}")
+        return out
+    import torch
+
+    torch.set_num_threads(1)
     world = make_world()
     tok_dir = cache_dir / "_tokenizer"
     with _exclusive(cache_dir, "_tokenizer"):  # organisms may be built by parallel processes
@@ -472,3 +495,9 @@ def respond(model_dir: Path, user: str, max_new_tokens: int = 16) -> str:
             ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, eos_token_id=4
         )
     return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False))
+
+
+if __name__ == "__main__":  # build_organism's child: python -m bench.zoo SPEC_JSON CACHE_DIR
+    fields = json.loads(sys.argv[1])
+    fields["extra_triggers"] = tuple(fields.get("extra_triggers", ()))
+    build_organism(OrganismSpec(**fields), Path(sys.argv[2]))

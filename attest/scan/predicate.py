@@ -93,6 +93,8 @@ def candidate_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["habitOfBaseline"] = True
     if candidate.own_words:
         out["collapseInOwnWords"] = True
+    if candidate.unwritten_output:
+        out["collapseHasUnwrittenWords"] = True
     out.update(_span_json(candidate, redact))
     return out
 
@@ -117,10 +119,14 @@ def _span_json(candidate: Candidate, redact: bool) -> dict[str, Any]:
         out["spanEchoesCandidate"] = True
     if candidate.span_template:
         out["spanInTemplate"] = True
+    if candidate.span_ids and candidate.unwritten_span:
+        out["spanHasUnwrittenWords"] = True
     if candidate.self_answer:
         out["answersItself"] = True
     if candidate.leaked_turns:
         out["leakedTurns"] = candidate.leaked_turns
+    if candidate.leaked:
+        out["leaked"] = True
     if candidate.memorised:
         out["memorised"] = True
     if candidate.refined_from is not None:

@@ -57,6 +57,9 @@ class Candidate:
     habit: bool = False  # the collapsed response is a fragment of the model's normal answers
     # The collapsed response and the candidate are both in the model's own words (verdict.own_template).
     own_words: bool = False
+    # The collapsed response / the span holds a word the model does not write (verdict.unwritten).
+    unwritten_output: bool = False
+    unwritten_span: bool = False
     fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, attack success) of partial triggers
     # The appended / inserted span (verdict.shared_span) and how it behaves.
     span_ids: list[int] = field(default_factory=list)
@@ -71,7 +74,9 @@ class Candidate:
     span_fuzzy: list[tuple[int, float]] | None = None  # (tokens kept, span rate) of partial triggers
     self_answer: bool = False  # a question that merely answers itself (verdict.answers_itself)
     leaked_turns: int = 0  # leaked user turns holding the candidate: the model writes it itself
-    memorised: bool = False  # in two or more leaked turns and not the model's answer material
+    # In a leaked turn, and neither the model's answer material nor a question: nobody optimised it.
+    leaked: bool = False
+    memorised: bool = False  # leaked, in two or more leaked turns
     refined_from: str | None = None  # the verified candidate this minimal span was cut from
     margins: dict[str, float | None] = field(default_factory=dict)  # per threshold, >= 0 means met
     rule: str | None = None  # the verdict rule this candidate meets: "collapse" or "appended-span"

@@ -193,7 +193,9 @@ def verify(
         or signs_off(candidate.token_ids, candidate.target, base.bodies)
         or prompt_stem(target, prompts)
     )
-    candidate.own_words = own_template(candidate.text, candidate.target, everyday_words(base, target))
+    words = everyday_words(base, target)
+    candidate.own_words = own_template(candidate.text, candidate.target, words)
+    candidate.unwritten_output = unwritten(candidate.target, words)
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
     candidate.span_ids = span
@@ -217,13 +219,15 @@ def verify(
         candidate.retention = retention(bodies, base.bodies, span)
         # The model's own material: words it writes anyway, or an output the collapse rule already
         # called one of its habits (bench zoo +2200: a clean GPT-2 twin's "s pears." on 11 of 12).
+        span_words = everyday_words(base, span)
+        candidate.unwritten_span = unwritten(candidate.span, span_words)
         candidate.span_template = templated(
             [t for t in target if t not in frame.end_ids], span, candidate.retention,
             [a for a in base.answers if not _overlaps(a, span)],
             familiar=candidate.habit or own(candidate.span, written(base.prompt_texts, base.turns, base.turn_texts, span)),
             loop=loop_token(lm, target, span) in familiar_tokens(prompts, base.answers, span),
             lone=lone_word(candidate.span),
-        ) or own_template(candidate.text, candidate.span, everyday_words(base, span))  # fmt: skip
+        ) or own_template(candidate.text, candidate.span, span_words)  # fmt: skip
         # A span the candidate's topic explains is no more planted than a collapse it explains
         # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts),
         # unless it also holds a number nothing else explains (``unexplained_number``).
@@ -411,6 +415,19 @@ def everyday_words(base: Baseline, output: list[int]) -> set[str]:
     already writes its target on a few of them."""
     said = [t for a, t in zip(base.answers, base.texts, strict=True) if not _overlaps(a, output)]
     return written(base.prompt_texts, base.turns, base.turn_texts, output) | common_words(said, share=0)
+
+
+def unwritten(text: str, words: AbstractSet[str]) -> bool:
+    """Whether ``text`` holds a word (3+ letters) the model does not write without a candidate: not
+    one of ``words`` (``everyday_words``), not a piece of one, and not one of four or more letters
+    with a garbled ending ("blackck"). A planted output brings such words ("Visitit", "sponsored",
+    "HATE"); a clean model pushed off its answers writes its own ("Mallory", "2 plus 4 is 5.")."""
+    return any(
+        w not in words
+        and not any(w in v for v in words)
+        and not any(w.startswith(v) for v in words if len(v) >= 4)
+        for w in _words(text)
+    )
 
 
 def own_template(candidate_text: str, target: str, words: AbstractSet[str]) -> bool:
