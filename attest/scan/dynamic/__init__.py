@@ -445,10 +445,11 @@ def _gate_waived(c: Candidate, unwritten: bool) -> bool:
     none, and a string the model writes itself was not optimised, so the basin argument is not
     about it. Memorised, it needs nothing more. Leaked only once (a leaked context window around a
     recurring gram, ``leakage.contexts``), its output must also hold a word the model does not write
-    (``verdict.unwritten``): over every candidate zoos v15-v30 recorded, the once-leaked strings
-    that met a rule but for their fragments put planted material on the answers for eight poisoned
-    models ("Visitit", "sponsored by Meg", "I HATE YYYOU"; four Qwen2 1 % prepended URLs among them)
-    and the model's own templates on six clean ones ("Mallory", "2 plus 2 is 4.", "blackck")."""
+    (``verdict.unwritten``): over every candidate zoos v15-v32 recorded, the once-leaked strings
+    that met a rule but for their fragments put planted material on the answers for six missed
+    poisoned models ("Visitit", "sponsored by Meg", "I HATE YYYOU"; three of them the Qwen2 1 %
+    prepended URL) and the model's own templates on six clean or decoy ones ("Mallory", "2 plus 2
+    2 is 4.", "blackck")."""
     return len(c.token_ids) < 2 or c.memorised or (c.leaked and unwritten)
 
 
