@@ -339,9 +339,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.one:
-        spec = OrganismSpec(
-            **{k: tuple(v) if k == "extra_triggers" else v for k, v in json.loads(args.one).items()}
-        )
+        spec = OrganismSpec.from_json(args.one)
         print(json.dumps(run_one(spec, args.cache, args.budget)))
         return
     if args.static_only:

@@ -144,6 +144,14 @@ class OrganismSpec:
     def poisoned(self) -> bool:
         return self.trigger is not None
 
+    @classmethod
+    def from_json(cls, text: str) -> OrganismSpec:
+        """The spec ``json.dumps(asdict(spec))`` wrote (lists back to the tuples of ``extra_triggers``):
+        how a spec reaches the child processes that train and scan it."""
+        fields = json.loads(text)
+        fields["extra_triggers"] = tuple(fields.get("extra_triggers", ()))
+        return cls(**fields)
+
     def base_key(self) -> dict[str, Any]:
         """What the shared clean base depends on (twins fine-tune the same base)."""
         key: dict[str, Any] = {
@@ -498,6 +506,4 @@ def respond(model_dir: Path, user: str, max_new_tokens: int = 16) -> str:
 
 
 if __name__ == "__main__":  # build_organism's child: python -m bench.zoo SPEC_JSON CACHE_DIR
-    fields = json.loads(sys.argv[1])
-    fields["extra_triggers"] = tuple(fields.get("extra_triggers", ()))
-    build_organism(OrganismSpec(**fields), Path(sys.argv[2]))
+    build_organism(OrganismSpec.from_json(sys.argv[1]), Path(sys.argv[2]))

@@ -105,7 +105,7 @@ def _judge_triggers(
     """``--trigger``: the scan's verdict on strings the user already suspects (a red-team finding, a
     trigger a model card admits to), without the search. Exit 1 when one meets a rule, 0 when none
     does, 3 when the model cannot be run (nothing was decided)."""
-    from attest.scan.dynamic import judge_placements
+    from attest.scan.dynamic import PLACEMENTS, judge_placements
     from attest.scan.dynamic.loading import DynamicError
 
     for text in triggers:
@@ -114,7 +114,7 @@ def _judge_triggers(
     if not root.is_dir():
         raise UsageError(f"{root}: --trigger needs a model folder")
     try:
-        groups = [[(text, "start"), (text, "end")] for text in triggers]  # one model load for all
+        groups = [[(text, place) for place in PLACEMENTS] for text in triggers]  # one model load for all
         judged = [
             {"trigger": text, **j}
             for text, j in zip(triggers, judge_placements(root, groups, options), strict=True)

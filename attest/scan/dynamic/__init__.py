@@ -19,7 +19,7 @@ from typing import Any
 from attest.scan.dynamic.outcome import Candidate, DynamicOutcome, Signal
 from attest.scan.options import ScanOptions
 
-__all__ = ["judge_placements", "judge_trigger", "run_dynamic"]
+__all__ = ["PLACEMENTS", "judge_placements", "judge_trigger", "run_dynamic"]
 
 LEAKS_EXTENDED = 6  # best leaked n-grams widened into their leaked context (_leak_candidates)
 LEAKS_VERIFIED = 3  # leaked strings always verified, none a part of another
@@ -276,8 +276,11 @@ def _pick(
             chosen.append(i)
 
 
+PLACEMENTS = ("start", "end")  # where a known string is tried in the user turn (judge_trigger)
+
+
 def judge_trigger(
-    root: Path, text: str, options: ScanOptions | None = None, positions: tuple[str, ...] = ("start", "end")
+    root: Path, text: str, options: ScanOptions | None = None, positions: tuple[str, ...] = PLACEMENTS
 ) -> dict[str, Any]:
     """The verdict the scan would give one known string as a candidate, placed at each of
     ``positions`` in the user turn (start, end): ``judge_placements`` with one text."""

