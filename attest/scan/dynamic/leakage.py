@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from attest.scan.dynamic.forward import Sampling, decode, next_token_logprobs
 from attest.scan.dynamic.loading import LoadedModel
@@ -147,7 +148,7 @@ def occurrences(leakage: Leakage, gram: list[int]) -> int:
 
 def fold(seq: list[int] | tuple[int, ...]) -> list[int]:
     """``seq`` with immediate repeats of a token dropped ("today today today" -> "today")."""
-    return [t for i, t in enumerate(seq) if i == 0 or t != seq[i - 1]]
+    return [t for t, _run in groupby(seq)]
 
 
 def unloop(seq: list[int] | tuple[int, ...]) -> list[int]:
@@ -158,12 +159,7 @@ def unloop(seq: list[int] | tuple[int, ...]) -> list[int]:
     (``fold``), the memorised "|DEPLOOME T|O" of a 1 % organism became "NDEPLOME T|O", a string the
     model never wrote, which fired on half the held-out prompts where its own fires on three
     quarters (bench zoo +3200)."""
-    runs: list[list[int]] = []  # [token, length]
-    for t in seq:
-        if runs and runs[-1][0] == t:
-            runs[-1][1] += 1
-        else:
-            runs.append([t, 1])
+    runs = [(t, len(list(run))) for t, run in groupby(seq)]
     last = len(runs) - 1
     return [t for i, (t, n) in enumerate(runs) for _ in range(2 if n == 2 and 0 < i < last else 1)]
 
