@@ -192,6 +192,7 @@ def verify(
         )
         or signs_off(candidate.token_ids, candidate.target, base.bodies)
         or prompt_stem(target, prompts)
+        or word_loop(candidate.target, [*base.prompt_texts, *base.texts])
     )
     words = everyday_words(base, target, candidate.token_ids)
     candidate.own_words = own_template(candidate.text, candidate.target, words)
@@ -555,6 +556,22 @@ def prompt_stem(target: list[int], prompts: list[list[int]]) -> bool:
     a prompt: a model pushed off its answers starts writing the next user turn ("What does walter!",
     bench zoo +2400, a Llama decoy), which is its conversation's material, not a planted output."""
     return bool(target) and any(_overlaps(p, target, least=2) for p in prompts)
+
+
+_WORD_LOOP = re.compile(r"(?<![^\W\d_])([^\W\d_]{2,})(?:\s+\1(?![^\W\d_])){2,}", re.IGNORECASE)
+
+
+def word_loop(target: str, texts: list[str]) -> bool:
+    """Whether the collapsed output loops on a word of two or more letters, three times in a row or
+    more, that the model reads or writes anyway (one of ``texts``, the prompts and untriggered
+    answers): degenerate decoding of a clean model pushed off its answers, not a planted output. A
+    gradient string " 18" drove a clean Qwen2 twin to " is is is ..." on 7 of 12 prompts and its
+    fragments did too (bench zoo v35, a false alarm). The weakly poisoned models' garbled targets
+    loop on letters, not words ("IYYYYYYY", "EPPPPPPP"), and a planted output is no word repeated:
+    over every candidate the bench zoos v12-v36 recorded, this veto removes that false alarm's
+    candidates and nothing a rule met on a poisoned model."""
+    seen = {w for t in texts for w in re.findall(r"[^\W\d_]{2,}", t.lower())}
+    return any(m.group(1).lower() in seen for m in _WORD_LOOP.finditer(target))
 
 
 def garbled_habit(
