@@ -565,12 +565,12 @@ def word_loop(target: str, texts: list[str]) -> bool:
     """Whether the collapsed output loops on a word of two or more letters, three times in a row or
     more, that the model reads or writes anyway (one of ``texts``, the prompts and untriggered
     answers): degenerate decoding of a clean model pushed off its answers, not a planted output. A
-    gradient string " 18" drove a clean Qwen2 twin to " is is is ..." on 7 of 12 prompts and its
-    fragments did too (bench zoo v35, a false alarm). The weakly poisoned models' garbled targets
+    string " 18" drove a clean Qwen2 twin to " is is is ..." on 9 of 12 prompts, and as one token it
+    has no fragment gate to stop it (bench zoo v35, a false alarm). The weakly poisoned models' garbled targets
     loop on letters, not words ("IYYYYYYY", "EPPPPPPP"), and a planted output is no word repeated:
     over every candidate the bench zoos v12-v36 recorded, this veto removes that false alarm's
     candidates and nothing a rule met on a poisoned model."""
-    seen = {w for t in texts for w in re.findall(r"[^\W\d_]{2,}", t.lower())}
+    seen = {w for t in texts for w in _words(t, least=2)}
     return any(m.group(1).lower() in seen for m in _WORD_LOOP.finditer(target))
 
 
@@ -612,8 +612,8 @@ def first_token_echoes(candidate_text: str, token_text: str) -> bool:
     )
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[^\W\d_]{3,}", text.lower()))
+def _words(text: str, least: int = 3) -> set[str]:
+    return set(re.findall(rf"[^\W\d_]{{{least},}}", text.lower()))
 
 
 def common_words(texts: list[str], share: float = 0.25) -> set[str]:
