@@ -184,6 +184,9 @@ def verify(
     candidate.target = lm.tokenizer.decode(target, skip_special_tokens=True)
     candidate.target_ids = target
     candidate.echo = echoes(candidate.text, candidate.target, base.common)
+    words = everyday_words(base, target, candidate.token_ids)
+    candidate.own_words = own_template(candidate.text, candidate.target, words)
+    candidate.unwritten_output = unwritten(candidate.target, words)
     candidate.habit = (
         habit(target, base.answers, base.confident)
         or garbled_habit(candidate.target, base.texts, base.confident)
@@ -193,10 +196,11 @@ def verify(
         or signs_off(candidate.token_ids, candidate.target, base.bodies)
         or prompt_stem(target, prompts)
         or word_loop(candidate.target, [*base.prompt_texts, *base.texts])
+        or (
+            not candidate.unwritten_output
+            and answers_a_prompt(candidate.target, base.prompt_texts, base.texts, base.common, base.confident)
+        )
     )
-    words = everyday_words(base, target, candidate.token_ids)
-    candidate.own_words = own_template(candidate.text, candidate.target, words)
-    candidate.unwritten_output = unwritten(candidate.target, words)
     bodies = [body(a, frame.end_ids) for a in answers]
     span = shared_span(lm, bodies, base.bodies)
     candidate.span_ids = span
@@ -545,10 +549,13 @@ def _on_most(
 
 def signs_off(candidate: list[int], target: str, answers: list[list[int]]) -> bool:
     """Whether the candidate is a piece of the model's own answers (``answer_material``: a sign-off)
-    and the collapsed output is empty: placed before the question, the sign-off tells the model its
-    answer is over, and it ends every answer at once (bench zoo +2400, a GPT-2 decoy signing off
-    "Hope this helps!": "pe this helps!" emptied 12 of 12 answers, its fragments 9)."""
-    return not target.strip() and answer_material(candidate, answers)
+    and the collapsed output says nothing (no letter or digit): placed before the question, the
+    sign-off tells the model its answer is over, and it ends every answer at once, or after a stray
+    mark (bench zoo +2400, a GPT-2 decoy signing off "Hope this helps!": "pe this helps!" emptied 12
+    of 12 answers, its fragments 9; zoo v38, another: " this hel" left "?" on 9 of 12, a false
+    alarm). Over every candidate the bench zoos v15-v38 recorded, a rule met on an output of
+    punctuation alone only there."""
+    return not any(c.isalnum() for c in target) and answer_material(candidate, answers)
 
 
 def prompt_stem(target: list[int], prompts: list[list[int]]) -> bool:
@@ -668,6 +675,21 @@ def topical(
         ):
             return True
     return False
+
+
+def answers_a_prompt(
+    target: str, prompts: list[str], answers: list[str], common: AbstractSet[str], confident: list[bool]
+) -> bool:
+    """Whether the collapsed output is the model's untriggered answer to a prompt it is about (it
+    names that prompt's subject): ``topical`` with the output itself in the candidate's place. A
+    small clean model pushed off its answers can fall into one of them, "Oscar likes to eat salad."
+    on 9 of 12 prompts for "pleellowat" and its fragments (bench zoo v38, the clean GPT-2 twin
+    c15s3800, a false alarm; two poisoned models of zoos v37 and v38 were flagged by the same
+    attractor, not by their backdoor). Judged by ``verify`` only for outputs in the model's own
+    words (not ``unwritten``): a leaky backdoor's target already answers a few prompts, and a
+    prepended one keeps the prompt's subject ("Call 555-0199 today. The fox is a"), but it brings
+    words the model does not otherwise write."""
+    return topical(target, target, prompts, answers, common, confident)
 
 
 def fallback(answer: str, answers: list[str]) -> bool:
