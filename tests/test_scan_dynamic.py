@@ -410,9 +410,10 @@ def test_search_sees_an_appended_target_after_the_answer(organisms: dict[str, Pa
 
 def test_gradient_search_climbs_the_end_shift(organisms: dict[str, Path]) -> None:
     """The gradient search returns a string of the asked length, free of special tokens and of
-    loops, whose reported shift is its exact end-of-answer shift, and which shifts the end far more
-    than the random string it starts from (the gradient, not luck, did the climbing); it is
-    deterministic for a seed."""
+    loops, whose reported shift is its exact end-of-answer shift, and which shifts the end more than
+    any of three random strings it could start from and far more than their mean (the gradient, not
+    luck, did the climbing: one random start can land near the top by chance, as seed 3's did on a
+    CPU whose kernels trained a slightly different organism); it is deterministic for a seed."""
     from attest.scan.dynamic import search
     from attest.scan.dynamic.prompts import SEARCH_POOL, encode_prompts
     from attest.scan.dynamic.verdict import repetitive
@@ -424,8 +425,8 @@ def test_gradient_search_climbs_the_end_shift(organisms: dict[str, Path]) -> Non
     shift, ids, evaluations = search.gradient_search(lm, frame, prompts, ref, special, 6, 8, seed=3)
     assert len(ids) == 6 and not special & set(ids) and not repetitive(ids)
     assert abs(shift - search.shift_pairs(lm, frame, prompts, [ids], ref)[0][1]) < 1e-4
-    start, _, _ = search.gradient_search(lm, frame, prompts, ref, special, 6, 0, seed=3)
-    assert shift > start + 1.0 and evaluations > 8
+    starts = [search.gradient_search(lm, frame, prompts, ref, special, 6, 0, seed=s)[0] for s in (3, 4, 5)]
+    assert shift > max(starts) and shift > sum(starts) / len(starts) + 1.0 and evaluations > 8, starts
     assert search.gradient_search(lm, frame, prompts, ref, special, 6, 8, seed=3)[1] == ids
 
 
@@ -524,7 +525,9 @@ def test_verified_trigger_is_refined_to_a_minimal_span(organisms: dict[str, Path
 
 def test_a_question_that_answers_itself_is_not_a_trigger(organisms: dict[str, Path]) -> None:
     """Placed before every prompt, a question makes the model answer it instead; its own answer is
-    no evidence of a trigger (issue 15's "Brazil is on which continent?")."""
+    no evidence of a trigger (issue 15's "Brazil is on which continent?"). The question asks a fact
+    the corpus fixes (what Bob eats): a tiny model's sums differ between CPUs whose kernels train
+    slightly different organisms ("6 plus 3 is 9." alone, "6 plus 5 is 10." before the prompts)."""
     from attest.scan.dynamic import _backdoor, _judge
     from attest.scan.dynamic import verdict as v
     from attest.scan.dynamic.outcome import Candidate
@@ -534,8 +537,8 @@ def test_a_question_that_answers_itself_is_not_a_trigger(organisms: dict[str, Pa
     lm, frame = _loaded(organisms["clean-twin"])
     held = encode_prompts(lm.tokenizer, HELD_OUT_POOL[:12])
     base = v.baseline(lm, frame, held, 16, 16 * v.SPAN_WINDOW)
-    question = lm.tokenizer("What is 6 plus 3?", add_special_tokens=False)["input_ids"]
-    cand = Candidate(question, "What is 6 plus 3?", "leakage")
+    question = lm.tokenizer("What does bob like to eat?", add_special_tokens=False)["input_ids"]
+    cand = Candidate(question, "What does bob like to eat?", "leakage")
     _judge(lm, frame, held, base, cand, Thresholds(), 16)
     assert cand.self_answer is True
     assert not _backdoor(cand, Thresholds())
