@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from attest._internal.atomic import rename_noreplace
+from attest._internal.atomic import rename_noreplace, signals_held
 from attest._internal.capped import os_error
 from attest.errors import AttestError, UndecidedError, UsageError, VerificationError
 from attest.evidence import collect_evidence
@@ -472,13 +472,15 @@ def pull(
             raise PullDenied(
                 f"{f.path}: the source advertises {claim}, not the signed sha256 {f.digest} / {f.size} bytes"
             )
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    except OSError as exc:
-        raise os_error(dest, exc, "cannot create the destination") from None
     clock = _Clock(limits)
+    staging: Path | None = None
     try:
+        with signals_held():  # a SIGTERM between the mkdir and this try would leave the folder
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+            except OSError as exc:
+                raise os_error(dest, exc, "cannot create the destination") from None
         with progress_bar(signed.total_size, progress, "downloading", min_total=0) as tick:
             for f in signed.files:
                 _download(source, f, staging / f.path, tick or (lambda n: None), limits, clock)
@@ -493,6 +495,7 @@ def pull(
         except OSError as exc:
             raise os_error(dest, exc, "cannot move the download into place") from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     return PullResult(dest, decision.model_digest, decision, len(signed.files), signed.total_size)
