@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from attest._internal.atomic import rename_noreplace, signals_held
+from attest._internal.atomic import rename_noreplace
 from attest._internal.capped import os_error
 from attest.errors import AttestError, UndecidedError, UsageError, VerificationError
 from attest.evidence import collect_evidence
@@ -473,14 +473,16 @@ def pull(
                 f"{f.path}: the source advertises {claim}, not the signed sha256 {f.digest} / {f.size} bytes"
             )
     clock = _Clock(limits)
-    staging: Path | None = None
+    # Named before it is made, inside the cleanup's try: SIGTERM and SIGHUP arrive as exceptions
+    # (cli.main), and one landing between a mkdtemp and the try left the folder behind (a CI run on
+    # a loaded machine). 64 random bits: another pull's folder is never this name.
+    staging = dest.parent / f".{dest.name}.partial-{secrets.token_hex(8)}"
     try:
-        with signals_held():  # a SIGTERM between the mkdir and this try would leave the folder
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-            except OSError as exc:
-                raise os_error(dest, exc, "cannot create the destination") from None
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(mode=0o700)
+        except OSError as exc:
+            raise os_error(dest, exc, "cannot create the destination") from None
         with progress_bar(signed.total_size, progress, "downloading", min_total=0) as tick:
             for f in signed.files:
                 _download(source, f, staging / f.path, tick or (lambda n: None), limits, clock)
@@ -495,7 +497,6 @@ def pull(
         except OSError as exc:
             raise os_error(dest, exc, "cannot move the download into place") from None
     except BaseException:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
     return PullResult(dest, decision.model_digest, decision, len(signed.files), signed.total_size)

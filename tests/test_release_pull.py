@@ -782,33 +782,6 @@ def test_pull_killed_by_signal_removes_staging(
     assert staging_left(dest) == [] and not dest.exists()
 
 
-def test_a_signal_while_the_staging_folder_is_made_waits_for_the_cleanup(tmp_path: Path) -> None:
-    """A SIGTERM landing between the staging ``mkdir`` and the ``try`` that removes it left the folder
-    (a CI run on a loaded machine). Held while the folder is made, it arrives once its name is bound:
-    at the end of the block, inside the caller's cleanup, and the mask is as it was."""
-    from attest._internal.atomic import signals_held
-
-    class Interrupted(Exception):
-        pass
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Interrupted
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    steps: list[str] = []
-    try:
-        with pytest.raises(Interrupted):
-            with signals_held():
-                os.kill(os.getpid(), signal.SIGTERM)
-                (tmp_path / "staging").mkdir()
-                steps.append("bound")  # the signal waits: the name is bound before it lands
-            steps.append("after")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert steps == ["bound"] and (tmp_path / "staging").is_dir()
-    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-
-
 def test_pull_destination_problems(
     released: tuple[Path, Path],
     e2e_registry: E2ERegistry,

@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from attest._internal.capped import os_error
-
-_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-class signals_held:  # lowercase, as contextlib.suppress: read as a statement
-    """Defer SIGINT, SIGTERM and SIGHUP while a temporary file or folder is made and its name bound.
-
-    The CLI turns those signals into exceptions (``cli.main``); one landing between the ``mkdir`` and
-    the ``try`` that removes the temporary on failure left it behind (a pull killed by SIGTERM on a
-    loaded machine kept its staging folder). A signal that arrives meanwhile stays pending and is
-    delivered on exit, inside the caller's cleanup. ``__exit__`` returns None, so type checkers know
-    the names bound inside are bound after it."""
-
-    def __enter__(self) -> None:
-        self._previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED) if _DEFERRED else None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -39,13 +16,11 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     disk is "could not decide"), never the temporary file's name; the temporary file never survives.
     """
     path = Path(path)
-    tmp = ""
     try:
-        with signals_held():
-            try:
-                fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-            except OSError as exc:
-                raise os_error(path, exc, f"cannot write into {path.parent or '.'}") from None
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise os_error(path, exc, f"cannot write into {path.parent or '.'}") from None
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -53,12 +28,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise os_error(path, exc, "cannot write") from None
     except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
