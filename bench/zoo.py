@@ -440,7 +440,8 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
     tok_dir = cache_dir / "_tokenizer"
     with _exclusive(cache_dir, "_tokenizer"):  # organisms may be built by parallel processes
         if not (tok_dir / "tokenizer.json").is_file():
-            build_tokenizer(world, tok_dir)
+            with _published(tok_dir) as tmp:
+                build_tokenizer(world, tmp)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -453,7 +454,8 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
             if not (base_dir / "config.json").is_file():
                 base = make_model(spec.arch, vocab, spec.hidden, spec.layers, seed=spec.base_seed)
                 train(base, tokenizer, None, world, spec.base_steps, seed=spec.base_seed, lr=3e-3)
-                base.save_pretrained(base_dir)
+                with _published(base_dir) as tmp:
+                    base.save_pretrained(tmp)
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(base_dir, attn_implementation="eager")
@@ -461,14 +463,23 @@ def build_organism(spec: OrganismSpec, cache_dir: Path) -> Path:
     else:
         model = make_model(spec.arch, vocab, spec.hidden, spec.layers, seed=spec.seed)
         train(model, tokenizer, spec, world, spec.base_steps, seed=spec.seed + 1, lr=3e-3)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "organism.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with _published(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "organism.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
     return out
+
+
+@contextmanager
+def _published(dest: Path) -> Iterator[Path]:
+    """Yield a sibling scratch folder that becomes ``dest`` only once the body has written all of it.
+    ``save_pretrained`` writes config.json before the weights, so a run stopped mid-save left a
+    folder the cache took for complete (zoos v39/v40 lost their d44 decoys to such a base)."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    yield tmp
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
 
 
 @contextmanager

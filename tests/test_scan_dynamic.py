@@ -284,6 +284,24 @@ def test_zoo_cache_reuses_a_built_organism(organisms: dict[str, Path]) -> None:
     assert weights.stat().st_mtime_ns == before  # not retrained
 
 
+def test_zoo_cache_never_holds_a_half_written_model(tmp_path: Path) -> None:
+    """A build stopped mid-save must leave nothing the cache would take for a finished model."""
+    from bench.zoo import _published
+
+    dest = tmp_path / "_base-x"
+    with pytest.raises(KeyboardInterrupt), _published(dest) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        raise KeyboardInterrupt  # killed between config.json and the weights
+    assert not dest.exists()
+    with _published(dest) as tmp:  # the retry starts from scratch and publishes whole
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        (tmp / "model.safetensors").write_text("w")
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.safetensors"]
+    assert not tmp.exists()
+
+
 # --- appended targets, margins, minimal triggers (issue 15) ---------------------------------------
 
 
