@@ -75,6 +75,22 @@ def logprobs_at(lm: LoadedModel, seqs: list[list[int]], back: list[list[int]]) -
     return torch.cat(out)
 
 
+def tail_logprob(lm: LoadedModel, seqs: list[list[int]], tail: int) -> list[float]:
+    """Mean log-probability the model gives the last ``tail`` tokens of each sequence, teacher-forced.
+    Gathered per token, so a real vocabulary costs no [N, P, V] tensor on the host."""
+    import torch
+
+    out: list[float] = []
+    size = batch_size(lm, max(len(s) for s in seqs))
+    with torch.no_grad():
+        for chunk in _chunks(seqs, size):
+            ids, mask, positions = _pad_left(lm, chunk)
+            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            logp = torch.log_softmax(logits[:, -tail - 1 : -1].float(), dim=-1)
+            out += logp.gather(-1, ids[:, -tail:, None]).squeeze(-1).mean(-1).tolist()
+    return out
+
+
 @dataclass(frozen=True)
 class Sampling:
     """One decoding configuration of the leakage sweep (temperature 0 means greedy)."""

