@@ -450,7 +450,7 @@ def unsaid(
 ) -> bool:
     """Whether an output holds a word the model writes neither without a candidate
     (``everyday_words``) nor when it answers the user turns it leaks (``replies``: each question's
-    text, and the answer's tokens and text). A dozen held-out answers show little of a small model's
+    tokens and text, then its answer's). A dozen held-out answers show little of a small model's
     templates: "The wolf is a clever animal that lives in the desert." was new words for a clean
     twin that answers "Tell me about the wolf." so (bench zoo v39, c11s3900), and a directed climb
     towards it made 9 of 12 answers that sentence. An answer holding a third of the output counts
