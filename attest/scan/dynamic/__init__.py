@@ -48,7 +48,6 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     import torch
 
     from attest.scan.dynamic import leakage, search, verdict
-    from attest.scan.dynamic.forward import decode
     from attest.scan.dynamic.loading import DynamicError, load
     from attest.scan.dynamic.prompts import SEARCH_POOL, chat_frame, encode_prompts
 
@@ -161,43 +160,13 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
         _judge(lm, frame, held_out, held_base, cand, thresholds, budget.answer_tokens)
     verified.sort(key=lambda c: _standing(c, thresholds), reverse=True)
     amplify_evaluations = 0
+    amplified: list[tuple[Candidate, Any]] = []
     if budget.gradient_steps and not _backdoor(verified[0], thresholds):
-        raw, _ = decode(lm, [frame.build([], turn) for turn in leaks.turns], budget.answer_tokens)
-        replies = [
-            (turn, question, a, lm.tokenizer.decode(a, skip_special_tokens=True))
-            for turn, question, a in zip(
-                leaks.turns, held_base.turn_texts, (verdict.body(r, frame.end_ids) for r in raw), strict=True
-            )
-        ]
-
-        def unsaid(c: Candidate, after_answer: bool) -> bool:
-            output, text = (c.span_ids, c.span) if after_answer else (c.target_ids, c.target)
-            return verdict.unsaid(held_base, output, text or "", c.token_ids, replies)
-
-        for seed_cand, after_answer in _amplify_seeds(verified, unsaid):
-            output = [
-                t
-                for t in (seed_cand.span_ids if after_answer else seed_cand.target_ids)
-                if t not in frame.end_ids
-            ]
-            if not output:
-                continue
-            # As found and padded to the gradient search's length: on the development organisms
-            # each caught a backdoor the other missed (docs/scanner.md, sixteenth round).
-            for length in sorted(
-                {len(seed_cand.token_ids), max(len(seed_cand.token_ids), budget.gradient_length)}
-            ):
-                _, ids, evaluations = search.amplify(
-                    lm, frame, search_prompts, first_answer, special, seed_cand.token_ids, seed_cand.position,
-                    output, after_answer, length, budget.gradient_steps, options.seed,
-                )  # fmt: skip
-                amplify_evaluations += evaluations
-                source = "amplified-search-end" if after_answer else "amplified"
-                fresh = Candidate(ids, lm.tokenizer.decode(ids), source, position=seed_cand.position)
-                fresh.score = verdict.score_candidates(lm, frame, search_prompts, base, [ids])[0].combined
-                evidence(fresh)
-                _judge(lm, frame, held_out, held_base, fresh, thresholds, budget.answer_tokens)
-                verified.append(fresh)
+        amplified, amplify_evaluations = _amplified(
+            lm, frame, search_prompts, first_answer, special, base, held_out, held_base, leaks, verified, options,
+            evidence,
+        )  # fmt: skip
+        verified += [c for c, _ in amplified]
         verified.sort(key=lambda c: _standing(c, thresholds), reverse=True)
     top = verified[0]
     if top.fuzzy is None:  # the report shows the winner's fragments even when nothing fired
@@ -209,11 +178,8 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     lap("verdict")
     progress("dynamic", 5, steps)
 
-    scored = [i for i, c in enumerate(candidates) if c.token_ids == top.token_ids]
-    top_scores = (
-        scores[scored[0]]
-        if scored
-        else verdict.score_candidates(lm, frame, search_prompts, base, [top.token_ids])[0]
+    top_scores = next(
+        (sc for c, sc in [*zip(candidates, scores, strict=True), *amplified] if c.token_ids == top.token_ids)
     )
     outcome = DynamicOutcome()
     outcome.signals = _signals(top, top_scores, held_base.similarity, leaks, found, thresholds)
@@ -301,6 +267,60 @@ def _leak_evidence(c: Candidate, leaks: Any, answers: list[list[int]]) -> None:
         c.leaked_turns >= 1 and not answer_material(c.token_ids, answers) and not c.text.strip().endswith("?")
     )
     c.memorised = c.leaked and c.leaked_turns >= MEMORISED
+
+
+def _amplified(
+    lm: Any, frame: Any, prompts: list[list[int]], reference: Any, special: set[int], base: Any,
+    held_out: list[list[int]], held_base: Any, leaks: Any, verified: list[Candidate], options: ScanOptions,
+    evidence: Callable[[Candidate], None],
+) -> tuple[list[tuple[Candidate, Any]], int]:  # fmt: skip
+    """The directed climbs (``search.amplify``) from the verified candidates ``_amplify_seeds``
+    picks, each string found judged like any candidate: (candidate, its scores) pairs, and the
+    strings the climbs scored. The model's answers to its own leaked questions are decoded here,
+    only when a climb may follow, for ``verdict.unsaid``."""
+    from attest.scan.dynamic import search, verdict
+    from attest.scan.dynamic.forward import decode
+
+    budget, thresholds = options.budget_preset, options.thresholds
+    raw, _ = decode(lm, [frame.build([], turn) for turn in leaks.turns], budget.answer_tokens)
+    replies = [
+        (turn, question, a, lm.tokenizer.decode(a, skip_special_tokens=True))
+        for turn, question, a in zip(
+            leaks.turns, held_base.turn_texts, (verdict.body(r, frame.end_ids) for r in raw), strict=True
+        )
+    ]
+
+    def unsaid(c: Candidate, after_answer: bool) -> bool:
+        output, text = (c.span_ids, c.span) if after_answer else (c.target_ids, c.target)
+        return verdict.unsaid(held_base, output, text or "", c.token_ids, replies)
+
+    found: list[tuple[Candidate, Any]] = []
+    evaluations = 0
+    for seed_cand, after_answer in _amplify_seeds(verified, unsaid):
+        output = [
+            t
+            for t in (seed_cand.span_ids if after_answer else seed_cand.target_ids)
+            if t not in frame.end_ids
+        ]
+        if not output:
+            continue
+        # As found and padded to the gradient search's length: on the development organisms each
+        # caught a backdoor the other missed (docs/scanner.md, sixteenth round).
+        start = seed_cand.token_ids
+        for length in sorted({len(start), max(len(start), budget.gradient_length)}):
+            _, ids, scored = search.amplify(
+                lm, frame, prompts, reference, special, start, seed_cand.position, output, after_answer, length,
+                budget.gradient_steps, options.seed,
+            )  # fmt: skip
+            evaluations += scored
+            source = "amplified-search-end" if after_answer else "amplified"
+            fresh = Candidate(ids, lm.tokenizer.decode(ids), source, position=seed_cand.position)
+            scores = verdict.score_candidates(lm, frame, prompts, base, [ids])[0]
+            fresh.score = scores.combined
+            evidence(fresh)
+            _judge(lm, frame, held_out, held_base, fresh, thresholds, budget.answer_tokens)
+            found.append((fresh, scores))
+    return found, evaluations
 
 
 def _amplify_seeds(

@@ -203,6 +203,12 @@ def _allowed(lm: LoadedModel, special_ids: set[int]) -> Any:
     return allowed
 
 
+def _padded(start: list[int], length: int, allowed: Any, rng: random.Random) -> list[int]:
+    """``start`` followed by random allowed tokens up to ``length`` (a random string from ``[]``)."""
+    pool = allowed.nonzero().flatten().tolist()
+    return list(start) + [rng.choice(pool) for _ in range(length - len(start))]
+
+
 def _climb(
     lm: LoadedModel, current: list[int], allowed: Any, differentiable: Callable[[Any], Any],
     exact: Callable[[list[list[int]]], list[float]], steps: int, rng: random.Random, top_k: int,
@@ -267,10 +273,8 @@ def gradient_search(
     rng = random.Random(seed)
     rows = _fixed_embeddings(lm, frame, prompts, ref.answers)
     allowed = _allowed(lm, special_ids)
-    pool = allowed.nonzero().flatten().tolist()
-    current = [rng.choice(pool) for _ in range(length)]
     return _climb(
-        lm, current, allowed, lambda onehot: _end_shift(lm, rows, ref, onehot),
+        lm, _padded([], length, allowed, rng), allowed, lambda onehot: _end_shift(lm, rows, ref, onehot),
         lambda strings: [end for _, end in shift_pairs(lm, frame, prompts, strings, ref)],
         steps, rng, top_k, trials, patience,
     )  # fmt: skip
@@ -315,6 +319,5 @@ def amplify(
 
     rng = random.Random(seed)
     allowed = _allowed(lm, special_ids)
-    pool = allowed.nonzero().flatten().tolist()
-    current = list(start) + [rng.choice(pool) for _ in range(length - len(start))]
+    current = _padded(start, length, allowed, rng)
     return _climb(lm, current, allowed, differentiable, exact, steps, rng, top_k, trials, patience)
