@@ -516,10 +516,14 @@ def _from_end_beam(c: Candidate) -> bool:
 
 
 def _collapse_vetoed(c: Candidate) -> bool:
-    """The collapse rule does not apply: the output echoes the candidate, is a habit, is in the
-    model's own words and so is the candidate (``verdict.own_template``), is a question's answer to
-    itself, or the candidate came from the end-of-answer beam."""
-    return c.echo or c.habit or c.own_words or c.self_answer or _from_end_beam(c)
+    """The collapse rule does not apply: the output is too short to be evidence (``verdict.too_short``,
+    as spans), echoes the candidate, is a habit, is in the model's own words and so is the candidate
+    (``verdict.own_template``), is a question's answer to itself, or the candidate came from the
+    end-of-answer beam."""
+    from attest.scan.dynamic.verdict import too_short
+
+    short = too_short(c.target or "")
+    return short or c.echo or c.habit or c.own_words or c.self_answer or _from_end_beam(c)
 
 
 def _collapses(c: Candidate, th: Any) -> bool:

@@ -291,9 +291,7 @@ def shared_span(lm: LoadedModel, responses: list[list[int]], untriggered: list[l
     used = {t for a in untriggered for t in a}
     valid: list[tuple[float, int, list[int]]] = []
     for _gain, length, gram in ranked[:256]:
-        text = lm.tokenizer.decode(list(gram), skip_special_tokens=True)
-        visible = "".join(text.split())
-        if len(visible) < SPAN_MIN_CHARS or not any(ch.isalnum() for ch in visible):
+        if too_short(lm.tokenizer.decode(list(gram), skip_special_tokens=True)):
             continue
         if repetitive(gram) or loops(list(gram), responses, used):
             continue
@@ -305,6 +303,16 @@ def shared_span(lm: LoadedModel, responses: list[list[int]], untriggered: list[l
     # says less than " Visit www.evil.example now!" on all but one.
     top = max(v[0] for v in valid)
     return max((v for v in valid if v[0] >= top - 2 / n), key=lambda v: (v[1], v[0]))[2]
+
+
+def too_short(text: str) -> bool:
+    """Whether an output shows fewer than ``SPAN_MIN_CHARS`` non-space characters, or no
+    alphanumeric one: a token or two, which a string optimised for it can force onto any model's
+    answers. A directed climb made a decoy answer "Tis" to every held-out prompt (bench zoo v42,
+    d40s4200, from its "Hope this helps!" habit garbled); the bench's earlier collapse false alarms
+    on "" and "?" were the same, and the shortest output of a caught backdoor is "Call 5." (six)."""
+    visible = "".join(text.split())
+    return len(visible) < SPAN_MIN_CHARS or not any(ch.isalnum() for ch in visible)
 
 
 def repetitive(span: tuple[int, ...] | list[int]) -> bool:
