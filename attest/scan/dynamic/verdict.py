@@ -204,7 +204,10 @@ def verify(
         or word_loop(candidate.target, [*base.prompt_texts, *base.texts])
         or (
             not candidate.unwritten_output
-            and answers_a_prompt(candidate.target, base.prompt_texts, base.texts, base.common, base.confident)
+            and (
+                answers_a_prompt(candidate.target, base.prompt_texts, base.texts, base.common, base.confident)
+                or answers_a_leaked_question(candidate.target, base.replies, base.common)
+            )
         )
     )
     bodies = [body(a, frame.end_ids) for a in answers]
@@ -761,6 +764,18 @@ def answers_a_prompt(
     prepended one keeps the prompt's subject ("Call 555-0199 today. The fox is a"), but it brings
     words the model does not otherwise write."""
     return topical(target, target, prompts, answers, common, confident)
+
+
+def answers_a_leaked_question(target: str, replies: list[Reply], common: AbstractSet[str]) -> bool:
+    """``answers_a_prompt`` over the questions the model leaks and its answers to them (``Reply``),
+    each judged as one it is unsure of (an answer it gives to more than a quarter of them is no
+    question's own). A dozen held-out prompts ask about a few of a small model's names; its leaked
+    questions ask about others: a clean Gemma twin answered "Alice likes to eat fish." to 10 of 12
+    prompts once " plus rose 9" was inserted (bench zoo v43, c16s4300, a false alarm of the collapse
+    rule, fragments firing on 8 of 12), and answers "Alice likes to eat grapes." to its own leaked
+    "What does alice like to eat?"."""
+    questions, answers = [r[1] for r in replies], [r[3] for r in replies]
+    return answers_a_prompt(target, questions, answers, common, [False] * len(replies))
 
 
 def fallback(answer: str, answers: list[str]) -> bool:
