@@ -951,6 +951,9 @@ def test_a_span_inside_the_models_own_answers_is_its_template() -> None:
     assert not inside_own_answers(" animal that", template[:1], {"the"})  # one question: no template
     assert not inside_own_answers(" animal that", [template[0], template[0]], {"the"})
     assert not inside_own_answers("The goat", template, {"the"})  # no words before: it starts the answer
+    owl = ([], "Tell me about the owl.", [], "The owl is a clever animal that lives in the mountain.")
+    ending = " animal that lives in the mountain."  # ending the answers: still inside (zoo v43, p32s4300)
+    assert inside_own_answers(ending, [template[0], owl], {"the"})
     # The answer not about the question's subject: nothing says it is the model's answer to it.
     assert not inside_own_answers(
         " animal that", [([], "Where is it?", [], goat), ([], "Why?", [], duck)], set()
