@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attest.scan.dynamic.outcome import Candidate, DynamicOutcome, Signal
 from attest.scan.options import ScanOptions
+
+if TYPE_CHECKING:
+    from attest.scan.dynamic.verdict import Reply
 
 __all__ = ["PLACEMENTS", "judge_placements", "judge_trigger", "run_dynamic"]
 
@@ -270,7 +273,7 @@ def _leak_evidence(c: Candidate, leaks: Any, answers: list[list[int]]) -> None:
     c.memorised = c.leaked and c.leaked_turns >= MEMORISED
 
 
-def _replies(lm: Any, frame: Any, turns: list[list[int]], texts: list[str], tokens: int) -> list[Any]:
+def _replies(lm: Any, frame: Any, turns: list[list[int]], texts: list[str], tokens: int) -> list[Reply]:
     """The model's answers to its own leaked questions (``verdict.Reply``), decoded once: the
     span veto (``verdict.inside_own_answers``) and the climbs' choice (``verdict.unsaid``) read them."""
     from attest.scan.dynamic import verdict
