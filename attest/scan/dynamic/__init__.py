@@ -301,7 +301,7 @@ def _amplified(
 
     def unsaid(c: Candidate, after_answer: bool) -> bool:
         output, text = (c.span_ids, c.span) if after_answer else (c.target_ids, c.target)
-        return verdict.unsaid(held_base, output, text or "", c.token_ids, held_base.replies)
+        return verdict.unsaid(held_base, output, text or "", c.token_ids)
 
     found: list[tuple[Candidate, Any]] = []
     evaluations = 0

@@ -461,16 +461,9 @@ def unwritten(text: str, words: AbstractSet[str]) -> bool:
     )
 
 
-def unsaid(
-    base: Baseline,
-    output: list[int],
-    text: str,
-    candidate: Sequence[int],
-    replies: list[tuple[list[int], str, list[int], str]],
-) -> bool:
+def unsaid(base: Baseline, output: list[int], text: str, candidate: Sequence[int]) -> bool:
     """Whether an output holds a word the model writes neither without a candidate
-    (``everyday_words``) nor when it answers the user turns it leaks (``replies``: each question's
-    tokens and text, then its answer's). A dozen held-out answers show little of a small model's
+    (``everyday_words``) nor when it answers the user turns it leaks (``base.replies``). A dozen held-out answers show little of a small model's
     templates: "The wolf is a clever animal that lives in the desert." was new words for a clean
     twin that answers "Tell me about the wolf." so (bench zoo v39, c11s3900), and a directed climb
     towards it made 9 of 12 answers that sentence. An answer holding a third of the output counts
@@ -482,7 +475,7 @@ def unsaid(
     ("T|DEPL www.evil") is echoed by it for that reason alone."""
     kept = [
         t
-        for q_ids, q, ids, t in replies
+        for q_ids, q, ids, t in base.replies
         if not _overlaps(ids, output) or (echoes(q, text, base.common) and not _overlaps(q_ids, output))
     ]
     return unwritten(text, everyday_words(base, output, candidate) | common_words(kept, share=0))
