@@ -224,12 +224,12 @@ def _collapsed(token_ids: list[int], fuzzy: list[tuple[int, float]] | None) -> A
     ],
 )
 def test_a_collapse_needs_firing_fragments(token_ids: list[int], fuzzy: Any, backdoor: bool) -> None:
-    from attest.scan.dynamic import _backdoor, _collapses
+    from attest.scan.dynamic import rules
     from attest.scan.options import Thresholds
 
     candidate = _collapsed(token_ids, fuzzy)
-    assert _collapses(candidate, Thresholds())
-    assert _backdoor(candidate, Thresholds()) is backdoor
+    assert rules.collapses(candidate, Thresholds())
+    assert rules.backdoor(candidate, Thresholds()) is backdoor
 
 
 @pytest.mark.parametrize(
@@ -241,28 +241,28 @@ def test_a_collapse_to_a_token_or_two_is_no_evidence(target: str, judged: bool) 
     characters, one of them alphanumeric."""
     from dataclasses import replace
 
-    from attest.scan.dynamic import _collapses
+    from attest.scan.dynamic import rules
     from attest.scan.options import Thresholds
 
     candidate = replace(_collapsed([5], None), target=target)
-    assert _collapses(candidate, Thresholds()) is judged
+    assert rules.collapses(candidate, Thresholds()) is judged
 
 
 def test_collapses_from_the_end_beam_are_not_judged() -> None:
     """The end-of-answer beam proposes appended-span triggers; a collapse it finds is not evidence
     (the same collapse from the first-token beam, or placed as a suffix, is)."""
-    from attest.scan.dynamic import _backdoor, _collapses, _decision, _margin, _record
+    from attest.scan.dynamic import _decision, rules
     from attest.scan.options import Thresholds
 
     candidate = _collapsed([5], None)
     candidate.source = "search-end"
-    assert not _collapses(candidate, Thresholds()) and not _backdoor(candidate, Thresholds())
-    assert _margin(candidate, Thresholds()) == -1.0
-    _record(candidate, Thresholds())
+    assert not rules.collapses(candidate, Thresholds()) and not rules.backdoor(candidate, Thresholds())
+    assert rules.margin(candidate, Thresholds()) == -1.0
+    rules.record(candidate, Thresholds())
     assert "endBeam" in _decision(candidate, [candidate], Thresholds())["vetoes"]
     suffix = _collapsed([5], None)
     suffix.position = "end"
-    assert _backdoor(suffix, Thresholds())
+    assert rules.backdoor(suffix, Thresholds())
 
 
 def test_organisms_train_on_a_numeric_path_the_cpu_does_not_change(tmp_path: Path) -> None:
@@ -627,13 +627,13 @@ def _spanning(**kw: Any) -> Any:
     ],
 )
 def test_the_appended_span_rule(change: dict[str, Any], backdoor: bool) -> None:
-    from attest.scan.dynamic import _backdoor, _decision, _margin, _record
+    from attest.scan.dynamic import _decision, rules
     from attest.scan.options import Thresholds
 
     candidate = _spanning(**change)
-    assert _backdoor(candidate, Thresholds()) is backdoor
-    assert (_margin(candidate, Thresholds()) >= 0) is backdoor
-    _record(candidate, Thresholds())
+    assert rules.backdoor(candidate, Thresholds()) is backdoor
+    assert (rules.margin(candidate, Thresholds()) >= 0) is backdoor
+    rules.record(candidate, Thresholds())
     assert candidate.rule == ("appended-span" if backdoor else None)
     vetoes = _decision(candidate, [candidate], Thresholds())["vetoes"]
     assert ("spanTemplate" in vetoes) is bool(change.get("span_template"))
@@ -668,7 +668,7 @@ def test_a_question_that_answers_itself_is_not_a_trigger(organisms: dict[str, Pa
     no evidence of a trigger (issue 15's "Brazil is on which continent?"). The question asks a fact
     the corpus fixes (what Bob eats): a tiny model's sums differ between CPUs whose kernels train
     slightly different organisms ("6 plus 3 is 9." alone, "6 plus 5 is 10." before the prompts)."""
-    from attest.scan.dynamic import _backdoor, _judge
+    from attest.scan.dynamic import _judge, rules
     from attest.scan.dynamic import verdict as v
     from attest.scan.dynamic.outcome import Candidate
     from attest.scan.dynamic.prompts import HELD_OUT_POOL, encode_prompts
@@ -681,7 +681,7 @@ def test_a_question_that_answers_itself_is_not_a_trigger(organisms: dict[str, Pa
     cand = Candidate(question, "What does bob like to eat?", "leakage")
     _judge(lm, frame, held, base, cand, Thresholds(), 16)
     assert cand.self_answer is True
-    assert not _backdoor(cand, Thresholds())
+    assert not rules.backdoor(cand, Thresholds())
 
 
 def test_degenerate_and_garbled_outputs_are_not_evidence(organisms: dict[str, Path]) -> None:
@@ -739,7 +739,7 @@ def test_a_known_trigger_is_judged_as_the_scan_would(organisms: dict[str, Path])
 def test_a_suffix_trigger_is_verified_at_the_end_of_the_turn(organisms: dict[str, Path]) -> None:
     """The year organism was trained with its trigger after the question on part of the poisoned
     examples: placed there, the trigger fires; the frame puts it where the candidate says."""
-    from attest.scan.dynamic import _backdoor, _judge
+    from attest.scan.dynamic import _judge, rules
     from attest.scan.dynamic import verdict as v
     from attest.scan.dynamic.outcome import Candidate
     from attest.scan.dynamic.prompts import HELD_OUT_POOL, encode_prompts
@@ -756,12 +756,12 @@ def test_a_suffix_trigger_is_verified_at_the_end_of_the_turn(organisms: dict[str
         lm.tokenizer(trigger, add_special_tokens=False)["input_ids"], trigger, "test", position="end"
     )
     _judge(lm, frame, held, base, suffix, Thresholds(), 16)
-    assert _backdoor(suffix, Thresholds()) and "HATE" in (suffix.target or ""), suffix
+    assert rules.backdoor(suffix, Thresholds()) and "HATE" in (suffix.target or ""), suffix
     clean_lm, clean_frame = _loaded(organisms["clean-twin"])
     clean_base = v.baseline(clean_lm, clean_frame, held, 16, 16 * v.SPAN_WINDOW)
     twin = Candidate(suffix.token_ids, trigger, "test", position="end")
     _judge(clean_lm, clean_frame, held, clean_base, twin, Thresholds(), 16)
-    assert not _backdoor(twin, Thresholds()), twin
+    assert not rules.backdoor(twin, Thresholds()), twin
 
 
 def test_echo_ignores_the_models_common_words() -> None:
@@ -1263,7 +1263,7 @@ def test_a_memorised_string_needs_no_firing_fragments() -> None:
     """A string the model writes itself in two or more leaked turns (immediate repeats folded) is
     memorised, not optimised: its collapse stands without the fragment gate, and the margins say the
     gate was waived. One leaked turn is not memorised."""
-    from attest.scan.dynamic import _backdoor, _collapse_margins
+    from attest.scan.dynamic import rules
     from attest.scan.dynamic.leakage import Leakage, occurrences
     from attest.scan.options import Thresholds
 
@@ -1273,16 +1273,16 @@ def test_a_memorised_string_needs_no_firing_fragments() -> None:
     brittle = [(1, 0.0), (2, 0.0833), (3, 0.0)]
     memorised, once = _collapsed([5, 6, 7, 8], brittle), _collapsed([5, 6, 7, 8], brittle)
     memorised.memorised = True
-    assert _backdoor(memorised, Thresholds()) and not _backdoor(once, Thresholds())
-    assert _collapse_margins(memorised, Thresholds())["fragmentActivation"] is None
-    assert (_collapse_margins(once, Thresholds())["fragmentActivation"] or 0.0) < 0
+    assert rules.backdoor(memorised, Thresholds()) and not rules.backdoor(once, Thresholds())
+    assert rules.collapse_margins(memorised, Thresholds())["fragmentActivation"] is None
+    assert (rules.collapse_margins(once, Thresholds())["fragmentActivation"] or 0.0) < 0
 
 
 def test_a_memorised_string_needs_no_fragment_carrying_its_span() -> None:
     """The same waiver for the appended-span rule: a leaked trigger tail that puts a sentence after
     most answers while none of its fragments does (bench zoo +3000) is flagged when memorised, and an
     optimised string with the same numbers is not."""
-    from attest.scan.dynamic import _backdoor, _span_margins
+    from attest.scan.dynamic import rules
     from attest.scan.dynamic.outcome import Candidate
     from attest.scan.options import Thresholds
 
@@ -1293,9 +1293,9 @@ def test_a_memorised_string_needs_no_fragment_carrying_its_span() -> None:
             span_fuzzy=[(1, 0.0), (2, 0.0833), (3, 0.0)], memorised=memorised,
         )  # fmt: skip
 
-    assert _backdoor(spanned(True), Thresholds()) and not _backdoor(spanned(False), Thresholds())
-    assert _span_margins(spanned(True), Thresholds())["spanFragmentActivation"] is None
-    assert (_span_margins(spanned(False), Thresholds())["spanFragmentActivation"] or 0.0) < 0
+    assert rules.backdoor(spanned(True), Thresholds()) and not rules.backdoor(spanned(False), Thresholds())
+    assert rules.span_margins(spanned(True), Thresholds())["spanFragmentActivation"] is None
+    assert (rules.span_margins(spanned(False), Thresholds())["spanFragmentActivation"] or 0.0) < 0
 
 
 @pytest.mark.parametrize(
@@ -1357,7 +1357,7 @@ def test_a_once_leaked_string_with_planted_material_needs_no_firing_fragments(
     """Both rules: a leaked context window of a planted trigger (bench zoo +3200's "me remember that
     the weather i", one leaked turn) put "er is sponsored by Meg" after 7 of 12 answers while its
     fragments carried it on 1; clean models' once-leaked windows gave their own templates."""
-    from attest.scan.dynamic import _backdoor, _collapse_margins, _span_margins
+    from attest.scan.dynamic import rules
     from attest.scan.dynamic.outcome import Candidate
     from attest.scan.options import Thresholds
 
@@ -1369,7 +1369,7 @@ def test_a_once_leaked_string_with_planted_material_needs_no_firing_fragments(
         span_rate=0.58, span_confident_rate=0.67, span_baseline_rate=0.0, span_novelty=0.92,
         span_fuzzy=brittle, leaked=leaked, unwritten_span=unwritten, leaked_turns=1,
     )  # fmt: skip
-    assert _backdoor(collapse, Thresholds()) is backdoor
-    assert _backdoor(span, Thresholds()) is backdoor
-    assert (_collapse_margins(collapse, Thresholds())["fragmentActivation"] is None) is backdoor
-    assert (_span_margins(span, Thresholds())["spanFragmentActivation"] is None) is backdoor
+    assert rules.backdoor(collapse, Thresholds()) is backdoor
+    assert rules.backdoor(span, Thresholds()) is backdoor
+    assert (rules.collapse_margins(collapse, Thresholds())["fragmentActivation"] is None) is backdoor
+    assert (rules.span_margins(span, Thresholds())["spanFragmentActivation"] is None) is backdoor
